@@ -1,0 +1,45 @@
+"""RIMP: real-time telemetry for Python.
+
+Record events and metrics with a :class:`TelemetryCollector`, stream them with
+:class:`~telemetry.streaming.TelemetryStream`, store and query them with a
+:mod:`telemetry.storage` backend.
+
+Example::
+
+    from telemetry import TelemetryCollector, TelemetryConfig, EventType
+
+    collector = TelemetryCollector(TelemetryConfig(realtime_mode=True))
+    collector.collect_event(source="api_server", message="Request received",
+                            event_type=EventType.INFO, metadata={"endpoint": "/api/users"})
+    collector.collect_metric(name="response_time", value=125.5, unit="ms",
+                             tags={"endpoint": "/api/users", "status": "200"})
+"""
+
+from __future__ import annotations
+
+from telemetry._version import __version__
+from telemetry.collector import TelemetryCollector
+from telemetry.config import TelemetryConfig
+from telemetry.errors import ConfigError, StorageError, TelemetryError, ValidationError
+from telemetry.instruments import Counter, Gauge, Histogram, Timer
+from telemetry.models import Bucket, Event, EventType, Metric, SeriesInfo, TelemetryData
+
+__all__ = [
+    "Bucket",
+    "ConfigError",
+    "Counter",
+    "Event",
+    "EventType",
+    "Gauge",
+    "Histogram",
+    "Metric",
+    "SeriesInfo",
+    "StorageError",
+    "TelemetryCollector",
+    "TelemetryConfig",
+    "TelemetryData",
+    "TelemetryError",
+    "Timer",
+    "ValidationError",
+    "__version__",
+]

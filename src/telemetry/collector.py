@@ -1,0 +1,717 @@
+"""``TelemetryCollector``: the hot path and the one dispatch loop behind it.
+
+Recording is an append to a bounded per-kind buffer (a ``deque``, whose
+``append``/``popleft`` are atomic under the GIL, so no lock is taken). One
+background thread, the *pump*, takes batches out of the buffers and delivers
+them: to ``collector.storage`` on its own, or to the storage and consumers of a
+:class:`~telemetry.streaming.TelemetryStream` while one is attached.
+
+Accounting is exact: every accepted call is either buffered, delivered or
+dropped with a reason, so ``collected == flushed + buffered + dropped`` once
+the storage has taken everything (``records_flushed`` counts what it took).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+from telemetry.config import TelemetryConfig
+from telemetry.errors import ValidationError
+from telemetry.instruments import NOOP, Counter, Gauge, Histogram, Instrument, Timer
+from telemetry.models import ID_POOL, Event, EventType, Metric, TelemetryData, to_ns
+from telemetry.storage import Storage, storage_from_config
+
+__all__ = ["OVERFLOW_TAGS", "Route", "TelemetryCollector"]
+
+_log = logging.getLogger("telemetry.collector")
+_ns = time.time_ns
+_EVENT_TYPE = EventType
+_STR = str
+_DICT = dict
+OVERFLOW_TAGS: dict[str, str] = {"rimp_overflow": "true"}
+_STORE_RETRY_MAX = 5.0
+
+
+class Route:
+    """Where the pump sends batches: a storage, an optional fan-out and an interval.
+
+    ``fanout`` is called with every batch after the storage write; it must not
+    raise (a :class:`~telemetry.streaming.TelemetryStream` isolates its consumers).
+    """
+
+    __slots__ = ("fanout", "interval", "realtime", "storage")
+
+    def __init__(
+        self,
+        storage: Storage,
+        interval: float,
+        realtime: bool,
+        fanout: Callable[[TelemetryData], None] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.interval = interval
+        self.realtime = realtime
+        self.fanout = fanout
+
+
+class TelemetryCollector:
+    """Records events and metrics without slowing the application.
+
+    Example::
+
+        collector = TelemetryCollector(TelemetryConfig(realtime_mode=True))
+        collector.collect_event(source="api", message="Request received",
+                                metadata={"endpoint": "/users"})
+        collector.collect_metric(name="response_time", value=125.5, unit="ms",
+                                 tags={"endpoint": "/users", "status": "200"})
+        collector.close()
+
+    Without a stream the collector flushes to ``collector.storage`` every
+    ``flush_interval`` seconds and when ``buffer_size`` records wait. While a
+    ``TelemetryStream`` is attached, the stream alone takes records out.
+
+    Args:
+        config: the configuration (defaults to ``TelemetryConfig()``).
+        storage: a storage to use instead of the one the config names.
+    """
+
+    def __init__(
+        self, config: TelemetryConfig | None = None, *, storage: Storage | None = None
+    ) -> None:
+        self.config = config = config if config is not None else TelemetryConfig()
+        config.validate()
+        self._given_storage = storage
+        self._storage: Storage | None = storage
+        self._capacity = config.buffer_capacity
+        self._max_meta = config.max_metadata_keys
+        self._max_message = config.max_message_length
+        self._instruments: dict[tuple[str, str, tuple[tuple[str, str], ...]], Instrument] = {}
+        self._route: Route | None = None
+        self._closed = False
+        self._pump: threading.Thread | None = None
+        self._init_state()
+        if not config.enabled:
+            self.collect_event = _disabled_record  # type: ignore[method-assign]
+            self.collect_metric = _disabled_record  # type: ignore[method-assign]
+        else:
+            self._start_pump()
+        _LIVE.add(self)
+
+    def _init_state(self) -> None:
+        """(Re)create buffers, counters and synchronisation (also in a forked child)."""
+        self._events: deque[Event] = deque()
+        self._metrics: deque[Metric] = deque()
+        self._idle = False
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # counters written by producers (drops only)
+        self._space = threading.Condition(threading.Lock())
+        self._done = threading.Condition(threading.Lock())
+        self._blocked = 0
+        self._stopping = False
+        self._flush_requested = 0
+        self._flush_completed = 0
+        self._events_taken = 0
+        self._metrics_taken = 0
+        self._events_dropped = 0
+        self._metrics_dropped = 0
+        self._dropped: dict[str, int] = {}
+        self._flushed = 0
+        self._storage_errors = 0
+        self._consumer_errors = 0
+        self._cardinality_overflow = 0
+        self._tag_sets: dict[str, set[frozenset[tuple[str, str]]]] = {}
+        self._unstored: deque[TelemetryData] = deque()
+        # realtime_mode is about delivering to stream consumers; alone, the collector
+        # batches by flush_interval and buffer_size.
+        self._wake_at = self.config.buffer_size
+        self._next_flush = 0.0
+
+    # --- storage and routing -------------------------------------------------
+
+    @property
+    def storage(self) -> Storage:
+        """The ``Storage`` built from the configuration (created on first use)."""
+        if self._storage is None:
+            self._storage = storage_from_config(self.config)
+        return self._storage
+
+    def _attach(self, route: Route) -> None:
+        """Send every batch along ``route`` from now on (used by ``TelemetryStream``)."""
+        self._route = route
+        self._wake_at = 1 if route.realtime else self.config.buffer_size
+        self._next_flush = time.monotonic() + route.interval
+        self._signal()
+
+    def _detach(self, route: Route) -> None:
+        """Return to the default route, if ``route`` is still the current one."""
+        if self._route is route:
+            self._route = None
+            self._wake_at = self.config.buffer_size
+            self._next_flush = time.monotonic() + self.config.flush_interval
+
+    # --- the hot path ----------------------------------------------------------
+    # collect_event/collect_metric run on the caller's thread for every record.
+    # They must never do I/O, take a lock, format a string or call a sink:
+    # they validate with type checks, build one Struct and append it. Anything
+    # unusual (bad input, a full buffer) leaves through a cold helper.
+
+    def collect_event(
+        self,
+        source: str,
+        message: str,
+        event_type: EventType | str = EventType.INFO,
+        metadata: dict[str, Any] | None = None,
+        timestamp: Any = None,
+    ) -> Event | None:
+        """Record an event; return it (``None`` when disabled).
+
+        Args:
+            source: what emitted it (a service, module or component).
+            message: the text.
+            event_type: an ``EventType`` or its value (``"info"``, ``"error"``...).
+            metadata: JSON-like details; values JSON cannot carry are stored as ``str()``.
+            timestamp: a ``datetime`` or ``int`` ns; now by default.
+
+        Raises:
+            ValidationError: a field has the wrong type, the message is longer than
+                ``max_message_length`` or metadata has more than ``max_metadata_keys`` keys.
+        """
+        if source.__class__ is not _STR or message.__class__ is not _STR:
+            _bad_text(source, message)
+        if len(message) > self._max_message:
+            raise ValidationError(
+                f"message: {len(message)} characters is over max_message_length={self._max_message}"
+            )
+        if event_type.__class__ is not _EVENT_TYPE:
+            event_type = _event_type(event_type)
+        if metadata is None:
+            metadata = {}
+        elif metadata.__class__ is not _DICT or len(metadata) > self._max_meta:
+            metadata = _check_metadata(metadata, self._max_meta)
+        try:
+            rid = ID_POOL.next()
+        except StopIteration:
+            rid = ID_POOL.refill()
+        record = Event(
+            source,
+            message,
+            event_type,
+            metadata,
+            _ns() if timestamp is None else to_ns(timestamp),
+            rid,
+        )
+        buf = self._events
+        n = len(buf)
+        if n >= self._capacity:
+            return self._overflow(buf, record)  # type: ignore[no-any-return]
+        buf.append(record)
+        if self._idle and n >= self._wake_at - 1:
+            self._signal()
+        return record
+
+    def collect_metric(
+        self,
+        name: str,
+        value: float,
+        unit: str = "",
+        tags: dict[str, str] | None = None,
+        timestamp: Any = None,
+    ) -> Metric | None:
+        """Record one metric point; return it (``None`` when disabled).
+
+        Args:
+            name: the metric name.
+            value: a finite number.
+            unit: free text such as ``"ms"`` or ``"bytes"``.
+            tags: string keys to string values; identify the series.
+            timestamp: a ``datetime`` or ``int`` ns; now by default.
+
+        Raises:
+            ValidationError: the name is not a non-empty string, the value is not
+                a finite number, or a tag key or value is not a string.
+        """
+        try:
+            v = value + 0.0
+        except TypeError:
+            v = _number(value)
+        if v - v:  # NaN and ±inf, and nothing else, give a non-zero difference
+            _non_finite(value)
+        if name.__class__ is not _STR or not name or unit.__class__ is not _STR:
+            _bad_name(name, unit)
+        if tags is None:
+            tags = {}
+        else:
+            if tags.__class__ is not _DICT:
+                tags = _as_tags(tags)
+            for k, t in tags.items():
+                if k.__class__ is not _STR or t.__class__ is not _STR:
+                    _bad_tag(k, t)
+        try:
+            rid = ID_POOL.next()
+        except StopIteration:
+            rid = ID_POOL.refill()
+        record = Metric(name, v, unit, tags, _ns() if timestamp is None else to_ns(timestamp), rid)
+        buf = self._metrics
+        n = len(buf)
+        if n >= self._capacity:
+            return self._overflow(buf, record)  # type: ignore[no-any-return]
+        buf.append(record)
+        if self._idle and n >= self._wake_at - 1:
+            self._signal()
+        return record
+
+    # --- cold paths of recording ---------------------------------------------------
+
+    def _signal(self) -> None:
+        self._idle = False
+        self._wake.set()
+
+    def _overflow(self, buf: deque[Any], record: Any) -> Any:
+        policy = self.config.overflow_policy
+        kind_events = buf is self._events
+        if policy == "drop_oldest":
+            try:
+                buf.popleft()
+            except IndexError:
+                pass  # the pump emptied it meanwhile: nothing was evicted
+            else:
+                self._count_drop("overflow_oldest", kind_events)
+            buf.append(record)
+            self._signal()
+            return record
+        if policy == "block" and threading.current_thread() is not self._pump and self._pump:
+            deadline = time.monotonic() + self.config.block_timeout
+            with self._space:
+                self._blocked += 1
+                try:
+                    self._signal()
+                    while len(buf) >= self._capacity and not self._closed:
+                        left = deadline - time.monotonic()
+                        if left <= 0 or not self._space.wait(left):
+                            break
+                finally:
+                    self._blocked -= 1
+            if len(buf) < self._capacity and not self._closed:
+                buf.append(record)
+                return record
+            self._count_drop("block_timeout", kind_events)
+            return record
+        self._count_drop("overflow_newest", kind_events)
+        self._signal()
+        return record
+
+    def _count_drop(self, reason: str, is_event: bool, n: int = 1) -> None:
+        with self._lock:
+            self._dropped[reason] = self._dropped.get(reason, 0) + n
+            if is_event:
+                self._events_dropped += n
+            else:
+                self._metrics_dropped += n
+
+    # --- instruments ---------------------------------------------------------------
+
+    def _instrument(
+        self, cls: type[Instrument], name: str, unit: str, tags: Mapping[str, str] | None
+    ) -> Any:
+        if not self.config.enabled:
+            return NOOP
+        if name.__class__ is not _STR or not name or unit.__class__ is not _STR:
+            _bad_name(name, unit)
+        fixed = dict(tags) if tags else {}
+        for k, t in fixed.items():
+            if k.__class__ is not _STR or t.__class__ is not _STR:
+                _bad_tag(k, t)
+        key = (name, unit, tuple(sorted(fixed.items())))
+        with self._lock:
+            inst = self._instruments.get(key)
+            if inst is None:
+                inst = self._instruments[key] = cls(name, unit, fixed)
+        if not isinstance(inst, cls):
+            raise ValidationError(
+                f"name={name!r}: already registered as a {type(inst).__name__} with these tags"
+            )
+        return inst
+
+    def counter(self, name: str, unit: str = "", tags: Mapping[str, str] | None = None) -> Counter:
+        """The counter for ``name`` and ``tags`` (created once, then reused)."""
+        return self._instrument(Counter, name, unit, tags)  # type: ignore[no-any-return]
+
+    def gauge(self, name: str, unit: str = "", tags: Mapping[str, str] | None = None) -> Gauge:
+        """The gauge for ``name`` and ``tags`` (created once, then reused)."""
+        return self._instrument(Gauge, name, unit, tags)  # type: ignore[no-any-return]
+
+    def histogram(
+        self, name: str, unit: str = "", tags: Mapping[str, str] | None = None
+    ) -> Histogram:
+        """The histogram for ``name`` and ``tags`` (created once, then reused)."""
+        return self._instrument(Histogram, name, unit, tags)  # type: ignore[no-any-return]
+
+    def timer(self, name: str, unit: str = "ms", tags: Mapping[str, str] | None = None) -> Timer:
+        """A timer (context manager and decorator) feeding the histogram ``name``.
+
+        Raises:
+            ValidationError: ``unit`` is not ``"ms"`` or ``"s"``.
+        """
+        if unit not in ("ms", "s"):
+            raise ValidationError(f"unit={unit!r}: a timer measures in 'ms' or 's'")
+        hist = self._instrument(Histogram, name, unit, tags)
+        return hist if hist is NOOP else Timer(hist)
+
+    def _collect_instruments(self, now_ns: int) -> list[Metric]:
+        with self._lock:
+            instruments = list(self._instruments.values())
+        points: list[Metric] = []
+        for inst in instruments:
+            points.extend(inst.collect(now_ns))
+        return points
+
+    # --- the pump --------------------------------------------------------------------
+
+    def _start_pump(self) -> None:
+        self._pump = threading.Thread(target=self._run_pump, name="rimp-pump", daemon=True)
+        self._pump.start()
+
+    def _interval(self) -> float:
+        route = self._route
+        return route.interval if route is not None else self.config.flush_interval
+
+    def _run_pump(self) -> None:
+        self._next_flush = time.monotonic() + self._interval()
+        while True:
+            self._idle = True
+            if not self._stopping and self._flush_requested == self._flush_completed:
+                waiting = len(self._events) + len(self._metrics)
+                if waiting < self._wake_at or self._unstored:
+                    timeout = self._next_flush - time.monotonic()
+                    if self._unstored:
+                        timeout = min(timeout, self._retry_delay())
+                    if timeout > 0:
+                        self._wake.wait(timeout)
+            self._wake.clear()
+            self._idle = False
+            stopping = self._stopping
+            requested = self._flush_requested
+            now = time.monotonic()
+            due = now >= self._next_flush
+            if due:
+                self._next_flush = now + self._interval()
+            with_instruments = due or stopping or requested != self._flush_completed
+            try:
+                self._pump_once(with_instruments)
+            except Exception:  # the loop must survive anything a sink does
+                _log.exception("telemetry: dispatch failed")
+            if requested != self._flush_completed:
+                with self._done:
+                    self._flush_completed = requested
+                    self._done.notify_all()
+            if stopping and not (self._events or self._metrics):
+                return
+
+    def _retry_delay(self) -> float:
+        return min(_STORE_RETRY_MAX, 0.05 * 2.0 ** min(self._storage_errors, 10))
+
+    def _take(self) -> TelemetryData:
+        events, metrics = self._events, self._metrics
+        ne, nm = len(events), len(metrics)
+        batch = TelemetryData(
+            [events.popleft() for _ in range(ne)], [metrics.popleft() for _ in range(nm)]
+        )
+        self._events_taken += ne
+        self._metrics_taken += nm
+        if self._blocked:
+            with self._space:
+                self._space.notify_all()
+        return batch
+
+    def _pump_once(self, with_instruments: bool) -> None:
+        batch = self._take()
+        if with_instruments:
+            batch.metrics.extend(self._collect_instruments(_ns()))
+        if batch.metrics:
+            self._limit_cardinality(batch.metrics)
+        route = self._route
+        storage = route.storage if route is not None else self.storage
+        self._retry_unstored(storage)
+        if batch:
+            if self._unstored:  # keep order: nothing overtakes a batch awaiting retry
+                self._keep_unstored(batch)
+            else:
+                self._store(storage, batch)
+            if route is not None and route.fanout is not None:
+                route.fanout(batch)
+
+    def _store(self, storage: Storage, batch: TelemetryData) -> bool:
+        try:
+            storage.store(batch)
+        except Exception as exc:
+            self._storage_errors += 1
+            if self._storage_errors == 1 or self._storage_errors % 100 == 0:
+                _log.error("telemetry: storage write failed (will retry): %s", exc)
+            self._keep_unstored(batch)
+            return False
+        self._flushed += len(batch)
+        return True
+
+    def _keep_unstored(self, batch: TelemetryData) -> None:
+        self._unstored.append(batch)
+        held = sum(len(b) for b in self._unstored)
+        while held > self._capacity and len(self._unstored) > 1:
+            lost = self._unstored.popleft()
+            held -= len(lost)
+            self._count_drop("storage_error", True, len(lost.events))
+            self._count_drop("storage_error", False, len(lost.metrics))
+
+    def _retry_unstored(self, storage: Storage) -> None:
+        while self._unstored:
+            batch = self._unstored.popleft()
+            if not self._store(storage, batch):
+                # _store re-queued it at the back; put it back in front to keep order.
+                self._unstored.appendleft(self._unstored.pop())
+                return
+
+    def _limit_cardinality(self, metrics: list[Metric]) -> None:
+        limit = self.config.max_tag_sets
+        seen_by_name = self._tag_sets
+        for m in metrics:
+            if not m.tags:
+                continue
+            seen = seen_by_name.get(m.name)
+            if seen is None:
+                seen = seen_by_name[m.name] = set()
+            key = frozenset(m.tags.items())
+            if key in seen:
+                continue
+            if len(seen) < limit:
+                seen.add(key)
+                continue
+            if self._cardinality_overflow == 0:
+                _log.warning(
+                    "telemetry: metric %r has more than max_tag_sets=%d tag sets; "
+                    "further ones go to the series tagged %s",
+                    m.name,
+                    limit,
+                    OVERFLOW_TAGS,
+                )
+            self._cardinality_overflow += 1
+            m.tags = dict(OVERFLOW_TAGS)
+
+    # --- flushing, closing, stats -------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver everything recorded so far (instruments included) and wait for it.
+
+        Returns:
+            True when the delivery finished within ``timeout`` seconds (``None``:
+            wait as long as it takes); False otherwise, or when called from the
+            dispatch thread itself (a consumer), where waiting would deadlock.
+        """
+        pump = self._pump
+        if pump is None or not pump.is_alive():
+            return not (self._events or self._metrics)
+        if threading.current_thread() is pump:
+            return False
+        with self._done:
+            self._flush_requested += 1
+            target = self._flush_requested
+        self._signal()
+        with self._done:
+            return self._done.wait_for(lambda: self._flush_completed >= target, timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush and stop; later records are dropped (reason ``closed``). Idempotent.
+
+        Bounded: waits at most ``timeout`` seconds (default ``shutdown_timeout``)
+        for the storage, so a dead sink cannot hang the application. Records
+        still buffered then are counted as dropped (reason ``close_timeout``).
+
+        Returns:
+            True when everything was delivered.
+        """
+        if self._closed:
+            return not (self._events or self._metrics)
+        self._closed = True
+        self.collect_event = _closed_record(self, True)  # type: ignore[method-assign]
+        self.collect_metric = _closed_record(self, False)  # type: ignore[method-assign]
+        timeout = self.config.shutdown_timeout if timeout is None else timeout
+        pump = self._pump
+        if pump is not None and pump.is_alive():
+            self._stopping = True
+            self._signal()
+            pump.join(timeout)
+        with self._space:
+            self._space.notify_all()
+        complete = pump is None or not pump.is_alive()
+        left_e, left_m = len(self._events), len(self._metrics)
+        if not complete and (left_e or left_m):
+            self._count_drop("close_timeout", True, left_e)
+            self._count_drop("close_timeout", False, left_m)
+        if complete and self._unstored:
+            for lost in self._unstored:
+                self._count_drop("storage_error", True, len(lost.events))
+                self._count_drop("storage_error", False, len(lost.metrics))
+            self._unstored.clear()
+        owns_storage = self._given_storage is None and not isinstance(
+            self.config.storage_backend, Storage
+        )
+        if complete and owns_storage and self._storage is not None:
+            self._storage.close()
+        _LIVE.discard(self)
+        return complete and not (left_e or left_m)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts of what happened to the records so far.
+
+        Keys: ``events_collected``, ``metrics_collected``, ``records_flushed``
+        (stored), ``records_dropped``, ``dropped_by_reason``, ``buffered``,
+        ``consumer_errors``, ``storage_errors``, ``awaiting_retry`` (records
+        whose storage write failed and will be retried), ``cardinality_overflow``
+        (points moved to the overflow series) and ``instruments``.
+        """
+        with self._lock:
+            dropped = dict(self._dropped)
+            ev_dropped, m_dropped = self._events_dropped, self._metrics_dropped
+        ev_buf, m_buf = len(self._events), len(self._metrics)
+        # Dropped-oldest records were counted when buffered; collected counts calls.
+        return {
+            "events_collected": self._events_taken + ev_buf + ev_dropped,
+            "metrics_collected": self._metrics_taken + m_buf + m_dropped,
+            "records_flushed": self._flushed,
+            "records_dropped": ev_dropped + m_dropped,
+            "dropped_by_reason": dropped,
+            "buffered": ev_buf + m_buf,
+            "consumer_errors": self._consumer_errors,
+            "storage_errors": self._storage_errors,
+            "awaiting_retry": sum(len(b) for b in self._unstored),
+            "cardinality_overflow": self._cardinality_overflow,
+            "instruments": len(self._instruments),
+        }
+
+    def _count_consumer_error(self) -> None:
+        with self._lock:
+            self._consumer_errors += 1
+
+    def __enter__(self) -> TelemetryCollector:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent keeps its buffered records; the child starts empty with a
+        # working pump, fresh locks and zeroed counters.
+        pump_was_running = self._pump is not None and not self._closed
+        self._init_state()
+        for inst in self._instruments.values():
+            inst._reset_lock()
+        if pump_was_running and self.config.enabled:
+            self._start_pump()
+
+
+# --- process-wide hooks ---------------------------------------------------------------
+
+_LIVE: weakref.WeakSet[TelemetryCollector] = weakref.WeakSet()
+
+
+def _close_all_at_exit() -> None:
+    for collector in list(_LIVE):
+        try:
+            collector.close()
+        except Exception:
+            _log.exception("telemetry: exit flush failed")
+
+
+def _reinit_all_after_fork() -> None:
+    for collector in list(_LIVE):
+        collector._after_fork_in_child()
+
+
+atexit.register(_close_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_all_after_fork)
+
+
+# --- cold helpers: validation errors and odd inputs ----------------------------------------
+
+
+def _disabled_record(*_args: Any, **_kwargs: Any) -> None:
+    """What ``collect_*`` is on a disabled collector: nothing at all."""
+    return
+
+
+def _closed_record(collector: TelemetryCollector, is_event: bool) -> Callable[..., None]:
+    def closed(*_args: Any, **_kwargs: Any) -> None:
+        collector._count_drop("closed", is_event)
+
+    return closed
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool | int | float):
+        return float(value)
+    try:
+        return float(value.__float__())
+    except (AttributeError, TypeError, ValueError):
+        raise ValidationError(
+            f"value={value!r}: must be a number (int or float), not {type(value).__name__}"
+        ) from None
+
+
+def _non_finite(value: Any) -> None:
+    raise ValidationError(f"value={value!r}: must be finite (not NaN or infinity)")
+
+
+def _bad_name(name: Any, unit: Any) -> None:
+    if name.__class__ is not str or not name:
+        raise ValidationError(f"name={name!r}: must be a non-empty string")
+    raise ValidationError(f"unit={unit!r}: must be a string")
+
+
+def _bad_tag(key: Any, value: Any) -> None:
+    if key.__class__ is not str:
+        raise ValidationError(f"tags: key {key!r} must be a string, not {type(key).__name__}")
+    raise ValidationError(
+        f"tags[{key!r}]={value!r}: tag values must be strings, not {type(value).__name__}"
+    )
+
+
+def _as_tags(tags: Any) -> dict[str, str]:
+    if isinstance(tags, Mapping):
+        return dict(tags)
+    raise ValidationError(f"tags={tags!r}: must be a dict of strings to strings")
+
+
+def _bad_text(source: Any, message: Any) -> None:
+    if source.__class__ is not str:
+        raise ValidationError(f"source={source!r}: must be a string")
+    raise ValidationError(f"message={message!r}: must be a string")
+
+
+def _event_type(value: Any) -> EventType:
+    try:
+        return EventType(value.lower() if isinstance(value, str) else value)
+    except ValueError:
+        choices = ", ".join(t.value for t in EventType)
+        raise ValidationError(f"event_type={value!r}: must be one of {choices}") from None
+
+
+def _check_metadata(metadata: Any, max_keys: int) -> dict[str, Any]:
+    if not isinstance(metadata, Mapping):
+        raise ValidationError(f"metadata={metadata!r}: must be a dict")
+    checked: dict[str, Any] = dict(metadata)
+    if len(checked) > max_keys:
+        raise ValidationError(f"metadata: {len(checked)} keys is over max_metadata_keys={max_keys}")
+    return checked

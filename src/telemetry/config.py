@@ -1,0 +1,205 @@
+"""Configuration of a collector: the seed's fields plus what a real system needs.
+
+``TelemetryConfig(...)`` validates every field when it is built and raises
+:class:`~telemetry.errors.ConfigError` naming the field, the value and the rule.
+``TelemetryConfig.from_env()`` reads the same fields from ``RIMP_*`` variables.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from telemetry.errors import ConfigError
+
+if TYPE_CHECKING:
+    from telemetry.storage.base import Storage
+
+__all__ = ["OVERFLOW_POLICIES", "STORAGE_BACKENDS", "TelemetryConfig"]
+
+OverflowPolicy = Literal["block", "drop_newest", "drop_oldest"]
+OVERFLOW_POLICIES: tuple[str, ...] = ("block", "drop_newest", "drop_oldest")
+STORAGE_BACKENDS: tuple[str, ...] = ("memory", "file", "database")
+
+
+@dataclass
+class TelemetryConfig:
+    """How a :class:`~telemetry.collector.TelemetryCollector` buffers and delivers records.
+
+    Example::
+
+        config = TelemetryConfig(enabled=True, buffer_size=100, flush_interval=5.0,
+                                 realtime_mode=True, storage_backend="memory")
+
+    Attributes:
+        enabled: when False every ``collect_*`` call returns ``None`` at once.
+        buffer_size: records waiting that trigger an early flush.
+        flush_interval: seconds between flushes.
+        realtime_mode: a stream delivers as soon as records arrive, not per interval.
+        storage_backend: ``"memory"``, ``"file"``, ``"database"`` or a ``Storage`` instance.
+        storage_path: directory for ``"file"``, database path for ``"database"``.
+        buffer_capacity: most records held before ``overflow_policy`` applies.
+        overflow_policy: ``"block"`` (wait up to ``block_timeout``, then drop the
+            new record), ``"drop_newest"`` or ``"drop_oldest"``.
+        block_timeout: seconds a ``"block"`` caller waits for room.
+        max_tag_sets: distinct tag sets kept per metric name; points beyond go to
+            one overflow series tagged ``{"rimp_overflow": "true"}`` and are counted.
+        max_metadata_keys: most keys in one event's metadata.
+        max_message_length: most characters in one event's message.
+        shutdown_timeout: seconds ``close()`` and the exit flush may take.
+    """
+
+    enabled: bool = True
+    buffer_size: int = 100
+    flush_interval: float = 5.0
+    realtime_mode: bool = False
+    storage_backend: str | Storage = "memory"
+    storage_path: str | os.PathLike[str] | None = None
+    buffer_capacity: int = 100_000
+    overflow_policy: OverflowPolicy = "drop_oldest"
+    block_timeout: float = 1.0
+    max_tag_sets: int = 2000
+    max_metadata_keys: int = 64
+    max_message_length: int = 65_536
+    shutdown_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field; raise :class:`ConfigError` naming the first bad one."""
+        _check_bool("enabled", self.enabled)
+        _check_bool("realtime_mode", self.realtime_mode)
+        _check_int("buffer_size", self.buffer_size, minimum=1)
+        _check_int("buffer_capacity", self.buffer_capacity, minimum=1)
+        if self.buffer_size > self.buffer_capacity:
+            raise ConfigError(
+                f"buffer_size={self.buffer_size}: must not exceed "
+                f"buffer_capacity={self.buffer_capacity}"
+            )
+        _check_seconds("flush_interval", self.flush_interval, positive=True)
+        _check_seconds("block_timeout", self.block_timeout, positive=False)
+        _check_seconds("shutdown_timeout", self.shutdown_timeout, positive=False)
+        _check_int("max_tag_sets", self.max_tag_sets, minimum=1)
+        _check_int("max_metadata_keys", self.max_metadata_keys, minimum=0)
+        _check_int("max_message_length", self.max_message_length, minimum=1)
+        if self.overflow_policy not in OVERFLOW_POLICIES:
+            raise ConfigError(
+                f"overflow_policy={self.overflow_policy!r}: must be one of "
+                + ", ".join(repr(p) for p in OVERFLOW_POLICIES)
+            )
+        backend = self.storage_backend
+        if isinstance(backend, str):
+            if backend not in STORAGE_BACKENDS:
+                raise ConfigError(
+                    f"storage_backend={backend!r}: must be one of "
+                    + ", ".join(repr(b) for b in STORAGE_BACKENDS)
+                    + " or a Storage instance"
+                )
+        else:
+            from telemetry.storage.base import Storage
+
+            if not isinstance(backend, Storage):
+                raise ConfigError(
+                    f"storage_backend={backend!r}: must be a backend name or a Storage instance"
+                )
+        path = self.storage_path
+        if path is not None and not isinstance(path, str | os.PathLike):
+            raise ConfigError(f"storage_path={path!r}: must be a path (str or os.PathLike) or None")
+        if path is not None and str(path) == "":
+            raise ConfigError("storage_path='': must not be empty (use None for the default)")
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> TelemetryConfig:
+        """Build a config from ``RIMP_<FIELD>`` variables (e.g. ``RIMP_BUFFER_SIZE=500``).
+
+        Keyword ``overrides`` win over the environment. Booleans accept
+        ``1/0, true/false, yes/no, on/off``.
+
+        Raises:
+            ConfigError: a variable does not parse, naming the variable.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if not f.init:
+                continue
+            var = "RIMP_" + f.name.upper()
+            if var in env:
+                values[f.name] = _parse_env(var, f.name, env[var])
+        values.update(overrides)
+        return cls(**values)
+
+    def resolved_storage_path(self) -> Path:
+        """The storage path, or the default for the chosen backend (``./rimp-data``)."""
+        if self.storage_path is not None:
+            return Path(self.storage_path)
+        if self.storage_backend == "database":
+            return Path("rimp-data") / "telemetry.db"
+        return Path("rimp-data")
+
+
+_INT_FIELDS = {
+    "buffer_size",
+    "buffer_capacity",
+    "max_tag_sets",
+    "max_metadata_keys",
+    "max_message_length",
+}
+_FLOAT_FIELDS = {"flush_interval", "block_timeout", "shutdown_timeout"}
+_BOOL_FIELDS = {"enabled", "realtime_mode"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_env(var: str, name: str, raw: str) -> Any:
+    text = raw.strip()
+    if name in _BOOL_FIELDS:
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError(f"{var}={raw!r}: must be one of 1/0, true/false, yes/no, on/off")
+    if name in _INT_FIELDS:
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{var}={raw!r}: must be an integer") from None
+    if name in _FLOAT_FIELDS:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{var}={raw!r}: must be a number of seconds") from None
+    if name == "storage_path":
+        return text or None
+    return text
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: must be True or False")
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: must be an integer")
+    if value < minimum:
+        raise ConfigError(f"{name}={value!r}: must be at least {minimum}")
+
+
+def _check_seconds(name: str, value: object, *, positive: bool) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: must be a number of seconds")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r}: must be finite")
+    if positive and value <= 0:
+        raise ConfigError(f"{name}={value!r}: must be greater than 0")
+    if value < 0:
+        raise ConfigError(f"{name}={value!r}: must not be negative")

@@ -1,0 +1,313 @@
+"""Pre-bound instruments: counters, gauges, histograms and timers.
+
+Instruments aggregate in memory; the collector's dispatch loop turns them into
+metric points once per flush interval (and on ``flush()``/``close()``):
+
+- ``Counter``: one point per interval holding the increase during that interval
+  (delta temporality), only when it increased.
+- ``Gauge``: the current value, every interval once it has been set.
+- ``Histogram``/``Timer``: ``<name>.count``, ``.sum``, ``.min``, ``.max``,
+  ``.p50``, ``.p90``, ``.p95`` and ``.p99`` for the interval. Percentiles are
+  exact up to ``FOLD_AT`` observations per interval; beyond, observations are
+  folded into a DDSketch (1 % relative error) so memory stays bounded.
+
+Get instruments from a collector (``collector.counter("requests", tags=...)``)
+and keep them: a pre-bound instrument validates its name and tags once, and
+each ``inc``/``set``/``observe`` then touches one lock and a number.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from telemetry.errors import ValidationError
+from telemetry.models import Metric, new_id
+from telemetry.quantiles import PERCENTILES, Sketch, percentile
+
+__all__ = ["FOLD_AT", "Counter", "Gauge", "Histogram", "Instrument", "Timer"]
+
+FOLD_AT = 10_000
+_INF = math.inf
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Instrument:
+    """Base of the instruments: a name, a unit and fixed tags."""
+
+    __slots__ = ("_lock", "name", "tags", "unit")
+
+    def __init__(self, name: str, unit: str, tags: dict[str, str]) -> None:
+        self.name = name
+        self.unit = unit
+        self.tags = tags
+        self._lock = threading.Lock()
+
+    def collect(self, now_ns: int) -> list[Metric]:
+        """Points for the interval ending now; resets per-interval state."""
+        raise NotImplementedError
+
+    def _point(self, name: str, value: float, now_ns: int) -> Metric:
+        return Metric(name, value, self.unit, dict(self.tags), now_ns, new_id())
+
+    def _reset_lock(self) -> None:
+        self._lock = threading.Lock()
+
+
+class Counter(Instrument):
+    """A monotonically increasing count, reported as the increase per interval.
+
+    Example::
+
+        requests = collector.counter("http.requests", tags={"route": "/users"})
+        requests.inc()
+        requests.inc(5)
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, name: str, unit: str, tags: dict[str, str]) -> None:
+        super().__init__(name, unit, tags)
+        self._value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        """Add ``amount`` (finite, not negative).
+
+        Raises:
+            ValidationError: ``amount`` is negative, NaN or infinite.
+        """
+        # HOT PATH: one comparison, one lock, one float. No I/O, no formatting.
+        if not 0 <= amount < _INF:
+            raise ValidationError(f"amount={amount!r}: a counter only increases by a finite amount")
+        lock = self._lock
+        lock.acquire()
+        self._value += amount
+        lock.release()
+
+    def collect(self, now_ns: int) -> list[Metric]:
+        """A point with the increase since the last collection, if any."""
+        with self._lock:
+            value, self._value = self._value, 0.0
+        return [self._point(self.name, value, now_ns)] if value else []
+
+
+class Gauge(Instrument):
+    """A value that goes up and down, reported every interval once set.
+
+    Example::
+
+        queue_depth = collector.gauge("queue.depth")
+        queue_depth.set(12)
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, name: str, unit: str, tags: dict[str, str]) -> None:
+        super().__init__(name, unit, tags)
+        self._value: float | None = None
+
+    def set(self, value: float) -> None:
+        """Set the current value (finite).
+
+        Raises:
+            ValidationError: ``value`` is not a finite number.
+        """
+        # HOT PATH: no lock is needed to replace one reference.
+        v = value + 0.0
+        if v - v:
+            raise ValidationError(f"value={value!r}: a gauge value must be finite")
+        self._value = v
+
+    def inc(self, amount: float = 1) -> None:
+        """Add ``amount`` to the current value (0 if never set)."""
+        with self._lock:
+            self.set((self._value or 0.0) + amount)
+
+    def dec(self, amount: float = 1) -> None:
+        """Subtract ``amount`` from the current value (0 if never set)."""
+        self.inc(-amount)
+
+    def collect(self, now_ns: int) -> list[Metric]:
+        """A point with the current value, once one was set."""
+        value = self._value
+        return [] if value is None else [self._point(self.name, value, now_ns)]
+
+
+class Histogram(Instrument):
+    """A distribution of observed values, summarised per interval.
+
+    Example::
+
+        latency = collector.histogram("db.query", unit="ms", tags={"table": "users"})
+        latency.observe(3.2)
+    """
+
+    __slots__ = ("_count", "_folded_sum", "_max", "_min", "_sketch", "_values")
+
+    def __init__(self, name: str, unit: str, tags: dict[str, str]) -> None:
+        super().__init__(name, unit, tags)
+        self._values: list[float] = []
+        self._reset_folded()
+
+    def _reset_folded(self) -> None:
+        self._sketch: Sketch | None = None
+        self._count = 0
+        self._folded_sum = 0.0
+        self._min = _INF
+        self._max = -_INF
+
+    def observe(self, value: float) -> None:
+        """Record one observation (finite).
+
+        Raises:
+            ValidationError: ``value`` is not a finite number.
+        """
+        # HOT PATH: one lock around a list append; folding into the sketch
+        # happens once per FOLD_AT observations.
+        v = value + 0.0
+        if v - v:
+            raise ValidationError(f"value={value!r}: an observation must be finite")
+        lock = self._lock
+        lock.acquire()
+        values = self._values
+        values.append(v)
+        if len(values) >= FOLD_AT:
+            self._fold()
+        lock.release()
+
+    def _fold(self) -> None:
+        values = self._values
+        self._values = []
+        if self._sketch is None:
+            self._sketch = Sketch()
+        self._sketch.add_all(values)
+        self._count += len(values)
+        self._folded_sum += math.fsum(values)
+        self._min = min(self._min, *values)
+        self._max = max(self._max, *values)
+
+    def collect(self, now_ns: int) -> list[Metric]:
+        """The interval's count, sum, min, max and percentiles, if anything was observed."""
+        with self._lock:
+            values = self._values
+            self._values = []
+            sketch, count = self._sketch, self._count
+            folded_sum, lo, hi = self._folded_sum, self._min, self._max
+            self._reset_folded()
+        if not values and sketch is None:
+            return []
+        values.sort()
+        summary: dict[str, float] = {}
+        if sketch is None:
+            summary = {
+                "count": float(len(values)),
+                "sum": math.fsum(values),
+                "min": values[0],
+                "max": values[-1],
+            }
+            summary.update((k, percentile(values, q)) for k, q in PERCENTILES.items())
+        else:
+            if values:
+                sketch.add_all(values)
+                lo, hi = min(lo, values[0]), max(hi, values[-1])
+            summary = {
+                "count": float(count + len(values)),
+                "sum": folded_sum + math.fsum(values),
+                "min": lo,
+                "max": hi,
+            }
+            summary.update(
+                (k, min(max(sketch.quantile(q), lo), hi)) for k, q in PERCENTILES.items()
+            )
+        return [self._point(f"{self.name}.{k}", v, now_ns) for k, v in summary.items()]
+
+
+class Timer:
+    """Times blocks or calls into a histogram (unit ``"ms"`` or ``"s"``).
+
+    Example::
+
+        with collector.timer("db.query", tags={"table": "users"}):
+            run_query()
+
+        @collector.timer("handler")
+        def handle(request): ...
+
+    One ``Timer`` may be shared by threads and nested: start times are kept per thread.
+    """
+
+    __slots__ = ("_local", "_scale", "histogram")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+        self._scale = 1e3 if histogram.unit == "ms" else 1.0
+        self._local = threading.local()
+
+    def __enter__(self) -> Timer:
+        starts = self._local.__dict__.setdefault("starts", [])
+        starts.append(time.perf_counter())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        start = self._local.starts.pop()
+        self.histogram.observe((time.perf_counter() - start) * self._scale)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        observe = self.histogram.observe
+        scale = self._scale
+        perf_counter = time.perf_counter
+
+        @functools.wraps(func)
+        def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            start = perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                observe((perf_counter() - start) * scale)
+
+        return timed
+
+
+class _NoOp:
+    """Stands in for every instrument of a disabled collector: each call does nothing."""
+
+    __slots__ = ()
+
+    def inc(self, amount: float = 1) -> None:
+        """Do nothing."""
+
+    def dec(self, amount: float = 1) -> None:
+        """Do nothing."""
+
+    def set(self, value: float) -> None:
+        """Do nothing."""
+
+    def observe(self, value: float) -> None:
+        """Do nothing."""
+
+    def __enter__(self) -> _NoOp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        return func
+
+    def collect(self, now_ns: int) -> list[Metric]:
+        """Nothing to report."""
+        return []
+
+
+NOOP: Any = _NoOp()

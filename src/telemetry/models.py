@@ -1,0 +1,218 @@
+"""The vocabulary of every layer: events, metrics and batches of both.
+
+Records are ``msgspec.Struct`` classes: measured against slotted classes and
+tuples (``benchmarks/models.py``) they are the cheapest object that still has
+named fields, and they encode to and decode from JSON without hand-written
+code. They are created with ``gc=False``: a record holds only strings, numbers
+and the caller's dicts, never a reference back to itself, so the garbage
+collector has no reason to walk a full buffer of them.
+
+Time is an ``int`` of nanoseconds since the Unix epoch (UTC) inside; the aware
+``datetime`` in ``.timestamp`` is derived on access.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from telemetry.errors import ValidationError
+
+__all__ = [
+    "ID_POOL",
+    "Bucket",
+    "Event",
+    "EventType",
+    "IdPool",
+    "Metric",
+    "SeriesInfo",
+    "TelemetryData",
+    "from_ns",
+    "new_id",
+    "to_ns",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class EventType(enum.StrEnum):
+    """Severity of an event; the value is the lower-case name (``"info"``)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+# --- ids -------------------------------------------------------------------
+# An id is 16 hex digits: a random start per process plus a counter. Ids are
+# formatted in blocks with ``map`` (C speed) and handed out by the ``__next__``
+# of a list iterator, which is atomic under the GIL, so the hot path pays one C
+# call per id. Two threads refilling at once each take a distinct block, and
+# the loser's unused ids are skipped, never repeated.
+_BLOCK = 4096
+_format_id = "{:016x}".format
+
+
+class IdPool:
+    """Hands out unique record ids; ``next()`` raises ``StopIteration`` when a refill is due."""
+
+    __slots__ = ("_blocks", "next")
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        """Start from a fresh random block (done in a forked child)."""
+        self._blocks = itertools.count(secrets.randbits(62) // _BLOCK)
+        self.next: Callable[[], str] = iter(()).__next__
+
+    def refill(self) -> str:
+        """Format the next block of ids and return the first of them."""
+        base = next(self._blocks) * _BLOCK
+        self.next = iter(list(map(_format_id, range(base, base + _BLOCK)))).__next__
+        return self.next()
+
+
+ID_POOL = IdPool()
+
+
+def new_id() -> str:
+    """Return a new record id: 16 hex digits, unique across threads and processes."""
+    try:
+        return ID_POOL.next()
+    except StopIteration:
+        return ID_POOL.refill()
+
+
+if hasattr(os, "register_at_fork"):
+    # A child must not hand out the ids its parent is still handing out.
+    os.register_at_fork(after_in_child=ID_POOL.reseed)
+
+
+# --- time ------------------------------------------------------------------
+
+
+def to_ns(value: datetime | int, field: str = "timestamp") -> int:
+    """Convert a time to integer nanoseconds since the Unix epoch.
+
+    Args:
+        value: an aware ``datetime`` (a naive one is taken as UTC) or ``int`` ns.
+        field: the name used in the error message.
+
+    Raises:
+        ValidationError: for any other type (a float is refused: seconds or
+            nanoseconds would be a guess).
+    """
+    if value.__class__ is int:
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    raise ValidationError(
+        f"{field}={value!r}: must be a datetime or an int of nanoseconds since the Unix epoch"
+    )
+
+
+def from_ns(ns: int) -> datetime:
+    """Return the aware UTC ``datetime`` of ``ns`` nanoseconds since the epoch."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+# --- records ---------------------------------------------------------------
+
+
+class Event(msgspec.Struct, gc=False):
+    """A levelled message from a source, with free-form metadata.
+
+    Example::
+
+        Event(source="api", message="started", event_type=EventType.INFO,
+              metadata={}, time_ns=time.time_ns(), id=new_id())
+
+    Normally created by ``TelemetryCollector.collect_event``.
+    """
+
+    source: str
+    message: str
+    event_type: EventType
+    metadata: dict[str, Any]
+    time_ns: int
+    id: str
+
+    @property
+    def timestamp(self) -> datetime:
+        """When the event happened, as an aware UTC ``datetime``."""
+        return from_ns(self.time_ns)
+
+
+class Metric(msgspec.Struct, gc=False):
+    """One point of a named numeric series, with a unit and string tags.
+
+    Normally created by ``TelemetryCollector.collect_metric`` or an instrument.
+    """
+
+    name: str
+    value: float
+    unit: str
+    tags: dict[str, str]
+    time_ns: int
+    id: str
+
+    @property
+    def timestamp(self) -> datetime:
+        """When the point was recorded, as an aware UTC ``datetime``."""
+        return from_ns(self.time_ns)
+
+
+class TelemetryData(msgspec.Struct):
+    """A batch of records: ``events`` and ``metrics``, each oldest first."""
+
+    events: list[Event] = msgspec.field(default_factory=list)
+    metrics: list[Metric] = msgspec.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.metrics)
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.metrics)
+
+
+class Bucket(msgspec.Struct, frozen=True):
+    """One time bucket of an aggregate or of an event count.
+
+    ``start_ns`` is a multiple of the bucket width; ``tags`` holds the group's
+    values (empty without ``group_by``); ``count`` is the number of points.
+    """
+
+    start_ns: int
+    tags: dict[str, str]
+    value: float
+    count: int
+
+    @property
+    def start(self) -> datetime:
+        """Start of the bucket, as an aware UTC ``datetime``."""
+        return from_ns(self.start_ns)
+
+
+class SeriesInfo(msgspec.Struct, frozen=True):
+    """A distinct series: metric name, unit, tags, and its latest point."""
+
+    name: str
+    unit: str
+    tags: dict[str, str]
+    last_value: float
+    last_time_ns: int

@@ -1,0 +1,136 @@
+"""The storage protocol every backend implements.
+
+A backend subclasses :class:`Storage` and implements at least :meth:`Storage.store`.
+The built-in backends implement the whole protocol and pass one shared
+conformance suite (``tests/test_storage_conformance.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from telemetry.models import Bucket, Event, EventType, Metric, SeriesInfo, TelemetryData
+
+__all__ = ["AGGREGATES", "Storage", "TimeArg"]
+
+TimeArg = datetime | int | None
+"""A point in time for queries: aware ``datetime`` (naive is UTC) or ``int`` ns."""
+
+AGGREGATES: tuple[str, ...] = (
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "rate",
+    "last",
+)
+
+
+class Storage:
+    """Base class of storage backends.
+
+    Example of a custom backend (only ``store`` is required)::
+
+        class PrintStorage(Storage):
+            def store(self, data: TelemetryData) -> None:
+                print(len(data.events), len(data.metrics))
+
+    The query methods of this base class raise ``NotImplementedError`` naming
+    the backend and the method.
+    """
+
+    def store(self, data: TelemetryData) -> None:
+        """Write a batch. Durable on return for durable backends."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement store()")
+
+    def query_events(
+        self,
+        *,
+        source: str | None = None,
+        event_type: EventType | str | None = None,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        search: str | None = None,
+        limit: int | None = 100,
+    ) -> list[Event]:
+        """Events matching every filter given, newest first, at most ``limit``.
+
+        ``search`` matches a case-insensitive substring of the message.
+        """
+        raise self._unsupported("query_events")
+
+    def query_metrics(
+        self,
+        name: str,
+        *,
+        tags: dict[str, str] | None = None,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        limit: int | None = None,
+    ) -> list[Metric]:
+        """Points of metric ``name`` oldest first; with ``limit``, the newest ``limit``."""
+        raise self._unsupported("query_metrics")
+
+    def aggregate(
+        self,
+        name: str,
+        *,
+        agg: str = "avg",
+        bucket: float | timedelta = 60,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        tags: dict[str, str] | None = None,
+        group_by: Sequence[str] | None = None,
+    ) -> list[Bucket]:
+        """Aggregate ``name`` per epoch-aligned time bucket and group (ordered by group, time)."""
+        raise self._unsupported("aggregate")
+
+    def count_events(
+        self,
+        *,
+        bucket: float | timedelta = 60,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        source: str | None = None,
+        event_type: EventType | str | None = None,
+        group_by: Sequence[str] = ("event_type",),
+    ) -> list[Bucket]:
+        """Number of events per bucket and group (``event_type`` and/or ``source``)."""
+        raise self._unsupported("count_events")
+
+    def series(self, name: str | None = None) -> list[SeriesInfo]:
+        """The distinct series (name, unit, tags, latest point), optionally of one name."""
+        raise self._unsupported("series")
+
+    def delete_before(self, t: datetime | int) -> int:
+        """Remove records older than ``t``; return how many (events and metrics together)."""
+        raise self._unsupported("delete_before")
+
+    def stats(self) -> dict[str, Any]:
+        """Backend figures (records held, bytes, errors). Empty by default."""
+        return {}
+
+    def close(self) -> None:
+        """Release resources. Idempotent."""
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _unsupported(self, method: str) -> NotImplementedError:
+        return NotImplementedError(f"{type(self).__name__} does not implement {method}()")

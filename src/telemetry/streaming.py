@@ -1,0 +1,296 @@
+"""``TelemetryStream``: deliver batches to a storage and to consumers as they happen.
+
+The collector's one dispatch thread takes each batch out of the buffer, writes
+it to the stream's storage and then offers it to every consumer. Each consumer
+has its own bounded queue and worker thread, so a consumer that raises or is
+slow is isolated and counted: it never stops the loop, never delays the storage
+write and never starves the other consumers. A consumer that falls more than
+``max_pending`` batches behind loses its oldest batches (counted per consumer;
+the storage still has them).
+
+Consumers are plain callables taking a ``TelemetryData``, or coroutine
+functions (each async consumer runs on its own event loop in its worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from telemetry.collector import Route, TelemetryCollector
+from telemetry.errors import TelemetryError
+from telemetry.models import TelemetryData
+from telemetry.storage import Storage
+
+__all__ = ["Consumer", "TelemetryStream"]
+
+_log = logging.getLogger("telemetry.streaming")
+
+Consumer = Callable[[TelemetryData], Any] | Callable[[TelemetryData], Awaitable[Any]]
+
+
+class _ConsumerWorker:
+    """One consumer's bounded queue of batches and the thread that feeds it."""
+
+    def __init__(
+        self,
+        fn: Consumer,
+        name: str,
+        max_pending: int,
+        on_error: Callable[[], None],
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.max_pending = max_pending
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+        )
+        self._on_error = on_error
+        self.delivered = 0
+        self.errors = 0
+        self.dropped_batches = 0
+        self.dropped_records = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._queue: deque[TelemetryData] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._busy = False
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"rimp-consumer-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def ensure_running(self) -> None:
+        if not self._thread.is_alive():
+            self._reset()
+
+    def offer(self, batch: TelemetryData) -> None:
+        with self._cond:
+            if len(self._queue) >= self.max_pending:
+                lost = self._queue.popleft()
+                self.dropped_batches += 1
+                self.dropped_records += len(lost)
+            self._queue.append(batch)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop() if self.is_async else None
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._stopping:
+                        self._cond.wait()
+                    if not self._queue:
+                        return
+                    batch = self._queue.popleft()
+                    self._busy = True
+                try:
+                    result = self.fn(batch)
+                    if loop is not None and inspect.isawaitable(result):
+                        loop.run_until_complete(result)
+                    self.delivered += 1
+                except Exception:
+                    self.errors += 1
+                    self._on_error()
+                    if self.errors == 1 or self.errors % 100 == 0:
+                        _log.exception(
+                            "telemetry: consumer %s failed (%d errors)", self.name, self.errors
+                        )
+                finally:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+        finally:
+            if loop is not None:
+                loop.close()
+
+    def drain(self, deadline: float) -> bool:
+        """Wait until the queue is empty and the consumer idle, or the deadline passes."""
+        with self._cond:
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def stop(self, deadline: float) -> bool:
+        done = self.drain(deadline)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        return done and not self._thread.is_alive()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "delivered_batches": self.delivered,
+            "errors": self.errors,
+            "pending_batches": len(self._queue),
+            "dropped_batches": self.dropped_batches,
+            "dropped_records": self.dropped_records,
+        }
+
+
+class TelemetryStream:
+    """Streams a collector's records to a storage and to consumers.
+
+    Example::
+
+        stream = TelemetryStream(collector, MemoryStorage(), interval=1.0)
+        stream.add_consumer(lambda data: print(len(data.events), len(data.metrics)))
+        stream.start()
+        ...
+        stream.stop()   # drains everything, then stops; idempotent
+
+    Args:
+        collector: where records come from.
+        storage: where every batch is written before consumers see it
+            (default: ``collector.storage``).
+        interval: seconds between deliveries (default: the collector's
+            ``flush_interval``). With ``realtime_mode`` batches go out as soon
+            as records arrive; ``buffer_size`` waiting records also wake it early.
+        realtime: overrides the collector's ``realtime_mode``.
+        max_pending: batches a consumer may fall behind before it loses the oldest.
+    """
+
+    def __init__(
+        self,
+        collector: TelemetryCollector,
+        storage: Storage | None = None,
+        interval: float | None = None,
+        *,
+        realtime: bool | None = None,
+        max_pending: int = 1000,
+    ) -> None:
+        if interval is not None and (
+            not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0
+        ):
+            raise TelemetryError(f"interval={interval!r}: must be a number of seconds above 0")
+        self.collector = collector
+        self.storage = storage if storage is not None else collector.storage
+        self.interval = float(interval) if interval is not None else collector.config.flush_interval
+        self.realtime = collector.config.realtime_mode if realtime is None else realtime
+        self.max_pending = max_pending
+        self._workers: list[_ConsumerWorker] = []
+        self._lock = threading.Lock()
+        self._route: Route | None = None
+        self._batches = 0
+        self._records = 0
+        _STREAMS.add(self)
+
+    def add_consumer(self, consumer: Consumer, *, name: str | None = None) -> None:
+        """Add a consumer: called with every batch, in its own worker thread."""
+        if not callable(consumer):
+            raise TelemetryError(f"consumer={consumer!r}: must be callable")
+        label = name or getattr(consumer, "__qualname__", None) or type(consumer).__name__
+        worker = _ConsumerWorker(
+            consumer, label, self.max_pending, self.collector._count_consumer_error
+        )
+        with self._lock:
+            self._workers = [*self._workers, worker]
+
+    def remove_consumer(self, consumer: Consumer, timeout: float = 5.0) -> bool:
+        """Stop delivering to ``consumer`` after what it already has; return True if it was here."""
+        with self._lock:
+            found = [w for w in self._workers if w.fn is consumer]
+            self._workers = [w for w in self._workers if w.fn is not consumer]
+        for worker in found:
+            worker.stop(time.monotonic() + timeout)
+        return bool(found)
+
+    @property
+    def is_running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        return self._route is not None
+
+    def start(self) -> TelemetryStream:
+        """Attach to the collector: from now on this stream takes every batch.
+
+        Raises:
+            TelemetryError: another stream is already attached to the collector.
+        """
+        if self._route is not None:
+            return self
+        current = self.collector._route
+        if current is not None and current.fanout is not None:
+            raise TelemetryError("this collector already has a running TelemetryStream")
+        for worker in self._workers:
+            worker.ensure_running()
+        self._route = Route(self.storage, self.interval, self.realtime, self._fanout)
+        self.collector._attach(self._route)
+        return self
+
+    def _fanout(self, batch: TelemetryData) -> None:
+        # Runs on the dispatch thread: hand the batch to each queue, never call a consumer here.
+        self._batches += 1
+        self._records += len(batch)
+        for worker in self._workers:
+            worker.offer(batch)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Drain the collector through this stream, let consumers finish, detach. Idempotent.
+
+        Returns:
+            True when everything was stored and consumed within ``timeout``
+            (default: the collector's ``shutdown_timeout``).
+        """
+        route = self._route
+        if route is None:
+            return True
+        timeout = self.collector.config.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        flushed = self.collector.flush(timeout)
+        self.collector._detach(route)
+        self._route = None
+        stopped = [w.stop(deadline) for w in self._workers]
+        return flushed and all(stopped)
+
+    close = stop
+
+    def stats(self) -> dict[str, Any]:
+        """Batches and records delivered, and per-consumer figures (errors, drops, backlog)."""
+        return {
+            "running": self.is_running,
+            "batches": self._batches,
+            "records": self._records,
+            "consumers": {w.name: w.stats() for w in self._workers},
+        }
+
+    def __enter__(self) -> TelemetryStream:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _after_fork_in_child(self) -> None:
+        for worker in self._workers:
+            worker._reset()
+
+
+_STREAMS: weakref.WeakSet[TelemetryStream] = weakref.WeakSet()
+
+
+def _reinit_streams_after_fork() -> None:
+    for stream in list(_STREAMS):
+        stream._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_streams_after_fork)
