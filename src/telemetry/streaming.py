@@ -194,7 +194,13 @@ class TelemetryStream:
         """Add a consumer: called with every batch, in its own worker thread."""
         if not callable(consumer):
             raise TelemetryError(f"consumer={consumer!r}: must be callable")
-        label = name or getattr(consumer, "__qualname__", None) or type(consumer).__name__
+        label = name or getattr(consumer, "__name__", None) or type(consumer).__name__
+        with self._lock:
+            taken = {w.name for w in self._workers}
+        base, n = label, 1
+        while label in taken:  # names key stats(): keep them distinct
+            n += 1
+            label = f"{base}#{n}"
         worker = _ConsumerWorker(
             consumer, label, self.max_pending, self.collector._count_consumer_error
         )
