@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
+import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ __all__ = [
     "Metric",
     "SeriesInfo",
     "TelemetryData",
+    "duration_ns",
     "from_ns",
     "new_id",
     "to_ns",
@@ -124,6 +126,33 @@ def to_ns(value: datetime | int, field: str = "timestamp") -> int:
     raise ValidationError(
         f"{field}={value!r}: must be a datetime or an int of nanoseconds since the Unix epoch"
     )
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+
+
+def duration_ns(value: str | float | timedelta, field: str = "duration") -> int:
+    """Parse a duration (``"90s"``, ``"15m"``, ``"12h"``, ``"7d"``, ``"2w"``, seconds, or a
+    ``timedelta``) into nanoseconds.
+
+    Raises:
+        ValidationError: not a positive duration, naming ``field``.
+    """
+    seconds: float
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    else:
+        raise ValidationError(
+            f"{field}={value!r}: must be a duration such as '90s', '15m', '12h', '7d' or seconds"
+        )
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValidationError(f"{field}={value!r}: must be a positive, finite duration")
+    return round(seconds * 1_000_000_000)
 
 
 def from_ns(ns: int) -> datetime:

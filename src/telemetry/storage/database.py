@@ -1,0 +1,1013 @@
+"""``DatabaseStorage``: the embedded time-series store on one SQLite file.
+
+Design (measured and explained in ``docs/storage.md``):
+
+- ``series``: a dictionary of series (name + canonical tags JSON) → small id.
+- ``chunks``: the points of one series, sorted by time, in compressed columns
+  (see ``_chunks``). Each ``store()`` writes one chunk per series; small chunks
+  are merged into large ones as they accumulate, so a day of one series is a
+  few dozen rows.
+- ``rollup_1m``: per series and minute, count/sum/min/max and the last point,
+  written in the same transaction as the points. Aggregates whose buckets are
+  whole minutes over minute-aligned windows read these instead of points.
+- ``events`` with indexes on time and on (source, type, time), and
+  ``event_counts`` per minute, source and type for the event-rate queries.
+
+Every ``store()`` is one transaction (WAL mode, ``synchronous=NORMAL``): a
+reader in another process sees a batch whole or not at all, and is never
+blocked by the writer. One process writes: a second one gets a clear
+:class:`~telemetry.errors.StorageError` on its first write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from telemetry.errors import StorageError
+from telemetry.models import (
+    Bucket,
+    Event,
+    EventType,
+    Metric,
+    SeriesInfo,
+    TelemetryData,
+    duration_ns,
+    to_ns,
+)
+from telemetry.storage import _chunks, _query
+from telemetry.storage.base import Storage, TimeArg
+
+__all__ = ["SCHEMA_VERSION", "DatabaseStorage"]
+
+MINUTE_NS = 60_000_000_000
+SCHEMA_VERSION = 1
+SMALL_CHUNK = 1024  # chunks under this many points are merged once enough accumulate
+MERGE_AT = 4096  # points in a series' small chunks that trigger a merge
+MAX_CHUNK = 16_384  # points in one merged chunk
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        UNIQUE (name, tags)
+    );
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY,
+        series_id INTEGER NOT NULL,
+        start_ns INTEGER NOT NULL,
+        end_ns INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        times BLOB NOT NULL,
+        vals BLOB NOT NULL,
+        ids BLOB NOT NULL
+    );
+    CREATE INDEX chunks_series_time ON chunks (series_id, start_ns);
+    CREATE TABLE rollup_1m (
+        series_id INTEGER NOT NULL,
+        bucket_ns INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        sum REAL NOT NULL,
+        min REAL NOT NULL,
+        max REAL NOT NULL,
+        last_ns INTEGER NOT NULL,
+        last_value REAL NOT NULL,
+        PRIMARY KEY (series_id, bucket_ns)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        time_ns INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        message TEXT NOT NULL,
+        metadata BLOB NOT NULL
+    );
+    CREATE INDEX events_time ON events (time_ns);
+    CREATE INDEX events_source_type_time ON events (source, event_type, time_ns);
+    CREATE TABLE event_counts (
+        bucket_ns INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (bucket_ns, source, event_type)
+    ) WITHOUT ROWID;
+    """,
+}
+
+_ROLLUP_UPSERT = """
+INSERT INTO rollup_1m (series_id, bucket_ns, count, sum, min, max, last_ns, last_value)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (series_id, bucket_ns) DO UPDATE SET
+    count = count + excluded.count,
+    sum = sum + excluded.sum,
+    min = min(min, excluded.min),
+    max = max(max, excluded.max),
+    last_value = CASE WHEN excluded.last_ns >= last_ns THEN excluded.last_value
+                      ELSE last_value END,
+    last_ns = max(last_ns, excluded.last_ns)
+"""
+_EVENT_COUNT_UPSERT = """
+INSERT INTO event_counts (bucket_ns, source, event_type, count) VALUES (?, ?, ?, ?)
+ON CONFLICT (bucket_ns, source, event_type) DO UPDATE SET count = count + excluded.count
+"""
+_ROLLUP_AGGS = frozenset({"count", "sum", "avg", "min", "max", "rate", "last"})
+
+
+def _encode_fallback(obj: Any) -> Any:
+    return str(obj)  # metadata JSON cannot carry is stored as its str()
+
+
+_encode = msgspec.json.Encoder(enc_hook=_encode_fallback).encode
+_decode_metadata = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def _canonical_tags(tags: dict[str, str]) -> str:
+    return json.dumps(tags, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class _Series:
+    """The in-memory copy of the series dictionary."""
+
+    __slots__ = ("by_canonical", "by_fast_key", "info", "max_id")
+
+    def __init__(self) -> None:
+        self.info: dict[int, tuple[str, str, dict[str, str]]] = {}
+        self.by_canonical: dict[tuple[str, str], int] = {}
+        # (name, tags JSON in the caller's key order) -> id: skips sorting for known series.
+        self.by_fast_key: dict[tuple[str, bytes], int] = {}
+        self.max_id = 0
+
+    def add(self, sid: int, name: str, unit: str, tags_json: str) -> None:
+        tags = json.loads(tags_json)
+        self.info[sid] = (name, unit, tags)
+        self.by_canonical[(name, tags_json)] = sid
+        self.max_id = max(self.max_id, sid)
+
+
+class DatabaseStorage(Storage):
+    """Stores records in one SQLite file, as a time-series store.
+
+    Example::
+
+        storage = DatabaseStorage("rimp-data/telemetry.db", retention="30d", raw_retention="7d")
+        storage.aggregate("response_time", agg="p95", bucket=300, group_by=["endpoint"])
+
+    Args:
+        path: the database file (created with its directory if missing).
+        retention: drop everything older than this (``"30d"``, ``"12h"``, seconds, or None).
+        raw_retention: drop raw points older than this but keep minute rollups, so
+            count/sum/avg/min/max/rate/last stay answerable for whole minutes
+            until ``retention`` (percentiles need raw points).
+        maintenance_interval: seconds between background retention passes.
+        readonly: open for reading only (any number of processes may).
+
+    Raises:
+        StorageError: the file is not a SQLite database, not RIMP's, corrupt,
+            newer than this RIMP, or cannot be created.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        retention: str | float | None = None,
+        raw_retention: str | float | None = None,
+        maintenance_interval: float = 60.0,
+        readonly: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.retention_ns = None if retention is None else duration_ns(retention, "retention")
+        self.raw_retention_ns = (
+            None if raw_retention is None else duration_ns(raw_retention, "raw_retention")
+        )
+        self.readonly = readonly
+        self._label = f"DatabaseStorage({str(self.path)!r})"
+        self._lock = threading.RLock()
+        self._closed = False
+        self._lock_fd: int | None = None
+        self._series = _Series()
+        self._small: dict[int, int] = {}  # series id -> points in its small chunks
+        self._write_errors = 0
+        self._conn = self._open()
+        self._load_series()
+        self._stop = threading.Event()
+        self._maintenance: threading.Thread | None = None
+        if not readonly and (self.retention_ns or self.raw_retention_ns):
+            self._maintenance = threading.Thread(
+                target=self._maintain,
+                args=(maintenance_interval,),
+                name="rimp-db-maintenance",
+                daemon=True,
+            )
+            self._maintenance.start()
+
+    # --- opening -------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            if self.readonly:
+                if not self.path.exists():
+                    raise StorageError(f"{self._label}: no such database file")
+                conn = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+                )
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.isolation_level = None
+            conn.execute("PRAGMA busy_timeout = 5000")
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{self._label}: not a readable SQLite database: {exc}") from exc
+        except OSError as exc:
+            raise StorageError(f"{self._label}: cannot open: {exc}") from exc
+        if tables and "rimp_meta" not in tables:
+            conn.close()
+            raise StorageError(
+                f"{self._label}: is a SQLite database but not RIMP's "
+                f"(tables: {', '.join(sorted(tables))})"
+            )
+        try:
+            if not self.readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("PRAGMA cache_size = -65536")
+            self._migrate(conn, fresh=not tables)
+            if not self.readonly:
+                result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if result != "ok":
+                    raise StorageError(f"{self._label}: database is corrupt: {result}")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StorageError(f"{self._label}: database is corrupt: {exc}") from exc
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection, *, fresh: bool) -> None:
+        if fresh:
+            if self.readonly:
+                raise StorageError(f"{self._label}: empty database opened read-only")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("CREATE TABLE rimp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.execute("INSERT INTO rimp_meta VALUES ('schema_version', '0')")
+            conn.execute("COMMIT")
+        version = int(
+            conn.execute("SELECT value FROM rimp_meta WHERE key = 'schema_version'").fetchone()[0]
+        )
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self._label}: schema version {version} is newer than this RIMP "
+                f"understands ({SCHEMA_VERSION}); upgrade RIMP"
+            )
+        if version == SCHEMA_VERSION or self.readonly:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(
+                "UPDATE rimp_meta SET value = ? WHERE key = 'schema_version'",
+                (str(SCHEMA_VERSION),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _claim_writer(self) -> None:
+        """Take the single-writer lock (a ``flock`` beside the database) on first write."""
+        if self._lock_fd is not None:
+            return
+        if self.readonly:
+            raise StorageError(f"{self._label}: opened read-only")
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StorageError(
+                f"{self._label}: another process (pid {holder}) is writing to this database; "
+                "one process writes, others open it with readonly=True"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _load_series(self) -> None:
+        rows = self._conn.execute(
+            "SELECT id, name, unit, tags FROM series WHERE id > ? ORDER BY id",
+            (self._series.max_id,),
+        ).fetchall()
+        for sid, name, unit, tags_json in rows:
+            self._series.add(sid, name, unit, tags_json)
+        if not self.readonly and not self._small:
+            for sid, points in self._conn.execute(
+                "SELECT series_id, sum(n) FROM chunks WHERE n < ? GROUP BY series_id",
+                (SMALL_CHUNK,),
+            ):
+                self._small[sid] = points
+
+    # --- writing -------------------------------------------------------------
+
+    def _series_id(self, m: Metric) -> int:
+        series = self._series
+        fast_key = (m.name, _encode(m.tags))
+        sid = series.by_fast_key.get(fast_key)
+        if sid is not None:
+            return sid
+        tags_json = _canonical_tags(m.tags)
+        sid = series.by_canonical.get((m.name, tags_json))
+        if sid is None:
+            cur = self._conn.execute(
+                "INSERT INTO series (name, unit, tags) VALUES (?, ?, ?)",
+                (m.name, m.unit, tags_json),
+            )
+            sid = int(cur.lastrowid or 0)
+            series.add(sid, m.name, m.unit, tags_json)
+        series.by_fast_key[fast_key] = sid
+        return sid
+
+    def store(self, data: TelemetryData) -> None:
+        """Write a batch in one transaction; durable on return (WAL, ``synchronous=NORMAL``).
+
+        Raises:
+            StorageError: the write failed (disk full, I/O error, another writer);
+                nothing of the batch was stored.
+        """
+        if not data:
+            return
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"{self._label}: closed")
+            self._claim_writer()
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    merged = self._write(data)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    self._forget_uncommitted_series()
+                    raise
+            except sqlite3.Error as exc:
+                self._write_errors += 1
+                raise StorageError(f"{self._label}: write failed: {exc}") from exc
+            for sid, points in merged.items():
+                self._small[sid] = self._small.get(sid, 0) + points
+            self._merge_small_chunks()
+
+    def _forget_uncommitted_series(self) -> None:
+        # Series inserted by the rolled-back transaction must not stay in the cache.
+        self._series = _Series()
+        self._load_series()
+
+    def _write(self, data: TelemetryData) -> dict[int, int]:
+        conn = self._conn
+        small: dict[int, int] = {}
+        if data.metrics:
+            by_series: dict[int, list[Metric]] = {}
+            series_id = self._series_id
+            for m in data.metrics:
+                sid = series_id(m)
+                points = by_series.get(sid)
+                if points is None:
+                    by_series[sid] = [m]
+                else:
+                    points.append(m)
+            chunk_rows = []
+            rollups: list[tuple[int, int, int, float, float, float, int, float]] = []
+            for sid, points in by_series.items():
+                points.sort(key=_time_of)
+                times = [p.time_ns for p in points]
+                values = [p.value for p in points]
+                chunk_rows.append(
+                    (
+                        sid,
+                        times[0],
+                        times[-1],
+                        len(points),
+                        _chunks.encode_times(times),
+                        _chunks.encode_values(values),
+                        _chunks.encode_ids([p.id for p in points]),
+                    )
+                )
+                if len(points) < SMALL_CHUNK:
+                    small[sid] = small.get(sid, 0) + len(points)
+                rollups.extend(_minute_rollups(sid, times, values))
+            conn.executemany(
+                "INSERT INTO chunks (series_id, start_ns, end_ns, n, times, vals, ids) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                chunk_rows,
+            )
+            conn.executemany(_ROLLUP_UPSERT, rollups)
+        if data.events:
+            counts: dict[tuple[int, str, str], int] = {}
+            rows = []
+            for e in data.events:
+                kind = e.event_type.value
+                rows.append((e.id, e.time_ns, e.source, kind, e.message, _encode(e.metadata)))
+                key = (e.time_ns - e.time_ns % MINUTE_NS, e.source, kind)
+                counts[key] = counts.get(key, 0) + 1
+            conn.executemany(
+                "INSERT INTO events (id, time_ns, source, event_type, message, metadata) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.executemany(_EVENT_COUNT_UPSERT, [(*k, n) for k, n in counts.items()])
+        return small
+
+    def _merge_small_chunks(self) -> None:
+        """Rewrite a series' small chunks as large ones once enough points accumulated."""
+        due = [sid for sid, points in self._small.items() if points >= MERGE_AT]
+        if not due:
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sid in due:
+                    rows = conn.execute(
+                        "SELECT id, times, vals, ids FROM chunks WHERE series_id = ? AND n < ? "
+                        "ORDER BY id",
+                        (sid, SMALL_CHUNK),
+                    ).fetchall()
+                    points: list[tuple[int, float, str]] = []
+                    for _, t_blob, v_blob, i_blob in rows:
+                        points.extend(
+                            zip(
+                                _chunks.decode_times(t_blob),
+                                _chunks.decode_values(v_blob),
+                                _chunks.decode_ids(i_blob),
+                                strict=True,
+                            )
+                        )
+                    points.sort(key=_first)  # stable: equal times keep their stored order
+                    conn.executemany("DELETE FROM chunks WHERE id = ?", [(r[0],) for r in rows])
+                    conn.executemany(
+                        "INSERT INTO chunks (series_id, start_ns, end_ns, n, times, vals, ids) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            _chunk_row(sid, points[i : i + MAX_CHUNK])
+                            for i in range(0, len(points), MAX_CHUNK)
+                        ],
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            # The points are safe in their small chunks; merging is retried next time.
+            self._write_errors += 1
+            raise StorageError(f"{self._label}: merging chunks failed: {exc}") from exc
+        for sid in due:
+            self._small[sid] = 0
+
+    # --- reading -------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        latest = self._conn.execute("SELECT max(id) FROM series").fetchone()[0] or 0
+        if latest > self._series.max_id:
+            self._load_series()
+
+    def _matching_series(
+        self, name: str, tags: dict[str, str] | None
+    ) -> list[tuple[int, dict[str, str]]]:
+        self._refresh()
+        return [
+            (sid, stags)
+            for sid, (sname, _, stags) in self._series.info.items()
+            if sname == name and _query.tags_match(stags, tags)
+        ]
+
+    def _points_of(
+        self, sid: int, lo: int | None, hi: int | None
+    ) -> Iterator[tuple[int, float, str]]:
+        sql = "SELECT times, vals, ids FROM chunks WHERE series_id = ?"
+        args: list[Any] = [sid]
+        if hi is not None:
+            sql += " AND start_ns < ?"
+            args.append(hi)
+        if lo is not None:
+            sql += " AND end_ns >= ?"
+            args.append(lo)
+        sql += " ORDER BY id"
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        for t_blob, v_blob, i_blob in rows:
+            for t, v, i in zip(
+                _chunks.decode_times(t_blob),
+                _chunks.decode_values(v_blob),
+                _chunks.decode_ids(i_blob),
+                strict=True,
+            ):
+                if (lo is None or t >= lo) and (hi is None or t < hi):
+                    yield t, v, i
+
+    def _metrics(
+        self, name: str, tags: dict[str, str] | None, lo: int | None, hi: int | None
+    ) -> list[Metric]:
+        out: list[Metric] = []
+        for sid, stags in self._matching_series(name, tags):
+            unit = self._series.info[sid][1]
+            out.extend(
+                Metric(name, v, unit, stags, t, i) for t, v, i in self._points_of(sid, lo, hi)
+            )
+        out.sort(key=_time_of)
+        return out
+
+    def query_metrics(
+        self,
+        name: str,
+        *,
+        tags: dict[str, str] | None = None,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        limit: int | None = None,
+    ) -> list[Metric]:
+        """See :meth:`Storage.query_metrics`."""
+        lo, hi = _query.window(since, until)
+        limit = _query.check_limit(limit)
+        found = self._metrics(name, tags, lo, hi)
+        return found if limit is None else found[-limit:]
+
+    def aggregate(
+        self,
+        name: str,
+        *,
+        agg: str = "avg",
+        bucket: float | timedelta = 60,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        tags: dict[str, str] | None = None,
+        group_by: Sequence[str] | None = None,
+    ) -> list[Bucket]:
+        """See :meth:`Storage.aggregate`. Whole-minute buckets over minute-aligned
+        windows are answered from the minute rollups; the rest from the points."""
+        _query.check_agg(agg)
+        width = _query.bucket_width_ns(bucket)
+        lo, hi = _query.window(since, until)
+        keys = _query.check_group_by(group_by)
+        if (
+            agg in _ROLLUP_AGGS
+            and width % MINUTE_NS == 0
+            and (lo is None or lo % MINUTE_NS == 0)
+            and (hi is None or hi % MINUTE_NS == 0)
+            and (lo is None or lo >= 0)
+        ):
+            return self._aggregate_rollups(
+                name, agg=agg, width=width, lo=lo, hi=hi, tags=tags, keys=keys
+            )
+        return _query.aggregate_points(
+            self._metrics(name, tags, lo, hi),
+            agg=agg,
+            bucket=bucket,
+            since=None,
+            until=None,
+            tags=None,
+            group_by=keys,
+        )
+
+    def _aggregate_rollups(
+        self,
+        name: str,
+        *,
+        agg: str,
+        width: int,
+        lo: int | None,
+        hi: int | None,
+        tags: dict[str, str] | None,
+        keys: tuple[str, ...],
+    ) -> list[Bucket]:
+        matching = self._matching_series(name, tags)
+        if not matching:
+            return []
+        groups: dict[tuple[str, ...], int] = {}
+        mapping = []
+        for sid, stags in matching:
+            group = tuple(stags.get(k, "") for k in keys)
+            mapping.append((sid, groups.setdefault(group, len(groups))))
+        where = ["r.bucket_ns >= 0"]
+        args: list[Any] = [width, width]
+        if lo is not None:
+            where.append("r.bucket_ns >= ?")
+            args.append(lo)
+        if hi is not None:
+            where.append("r.bucket_ns < ?")
+            args.append(hi)
+        values_sql = ",".join("(?, ?)" for _ in mapping)
+        sql = f"""
+            WITH g(series_id, grp) AS (VALUES {values_sql})
+            SELECT g.grp, (r.bucket_ns / ?) * ? AS b, sum(r.count), sum(r.sum),
+                   min(r.min), max(r.max), max(r.last_ns), r.last_value
+            FROM rollup_1m AS r JOIN g ON g.series_id = r.series_id
+            WHERE {" AND ".join(where)}
+            GROUP BY g.grp, b
+        """
+        flat = [x for pair in mapping for x in pair]
+        with self._lock:
+            rows = self._conn.execute(sql, [*flat, *args]).fetchall()
+        names = {index: group for group, index in groups.items()}
+        seconds = width / 1_000_000_000
+        out = []
+        for grp, start, count, total, low, high, _, last in rows:
+            value = {
+                "count": float(count),
+                "sum": total,
+                "avg": total / count,
+                "min": low,
+                "max": high,
+                "rate": total / seconds,
+                "last": last,
+            }[agg]
+            out.append((names[grp], start, value, count))
+        out.sort(key=lambda r: (r[0], r[1]))
+        return [
+            Bucket(start, dict(zip(keys, group, strict=True)), float(value), count)
+            for group, start, value, count in out
+        ]
+
+    def query_events(
+        self,
+        *,
+        source: str | None = None,
+        event_type: EventType | str | None = None,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        search: str | None = None,
+        limit: int | None = 100,
+    ) -> list[Event]:
+        """See :meth:`Storage.query_events`."""
+        lo, hi = _query.window(since, until)
+        kind = _query.event_type_value(event_type)
+        limit = _query.check_limit(limit)
+        where, args = _event_filters(source, kind, lo, hi)
+        if search:
+            where.append("instr(rimp_casefold(message), ?) > 0")
+            args.append(search.casefold())
+        sql = "SELECT id, time_ns, source, event_type, message, metadata FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time_ns DESC, seq DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            self._ensure_functions()
+            rows = self._conn.execute(sql, args).fetchall()
+        return [
+            Event(src, msg, EventType(kind_), _decode_metadata(meta), t, rid)
+            for rid, t, src, kind_, msg, meta in rows
+        ]
+
+    def _ensure_functions(self) -> None:
+        self._conn.create_function("rimp_casefold", 1, _casefold, deterministic=True)
+
+    def count_events(
+        self,
+        *,
+        bucket: float | timedelta = 60,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        source: str | None = None,
+        event_type: EventType | str | None = None,
+        group_by: Sequence[str] = ("event_type",),
+    ) -> list[Bucket]:
+        """See :meth:`Storage.count_events`. Whole-minute buckets over minute-aligned
+        windows read the per-minute counts."""
+        width = _query.bucket_width_ns(bucket)
+        lo, hi = _query.window(since, until)
+        kind = _query.event_type_value(event_type)
+        keys = _query.check_group_by(group_by, allowed=_query.EVENT_GROUP_KEYS)
+        aligned = (
+            width % MINUTE_NS == 0
+            and (lo is None or (lo % MINUTE_NS == 0 and lo >= 0))
+            and (hi is None or hi % MINUTE_NS == 0)
+        )
+        table, time_col, count = (
+            ("event_counts", "bucket_ns", "sum(count)")
+            if aligned
+            else ("events", "time_ns", "count(*)")
+        )
+        where, args = _event_filters(source, kind, lo, hi, time_col=time_col)
+        cols = "".join(f", {k}" for k in keys)
+        start = f"({time_col} - ({time_col} % ?))" if not aligned else f"({time_col} / ?) * ?"
+        start_args = [width] if not aligned else [width, width]
+        sql = f"SELECT {start} AS b{cols}, {count} FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" GROUP BY b{cols}"
+        with self._lock:
+            rows = self._conn.execute(sql, [*start_args, *args]).fetchall()
+        out = [(tuple(r[1:-1]), r[0], r[-1]) for r in rows]
+        out.sort(key=lambda r: (r[0], r[1]))
+        return [Bucket(b, dict(zip(keys, group, strict=True)), float(n), n) for group, b, n in out]
+
+    def series(self, name: str | None = None) -> list[SeriesInfo]:
+        """See :meth:`Storage.series`."""
+        self._refresh()
+        sql = (
+            "SELECT r.series_id, r.last_ns, r.last_value FROM rollup_1m AS r "
+            "JOIN (SELECT series_id, max(bucket_ns) AS b FROM rollup_1m GROUP BY series_id) AS m "
+            "ON m.series_id = r.series_id AND m.b = r.bucket_ns"
+        )
+        with self._lock:
+            latest = {sid: (t, v) for sid, t, v in self._conn.execute(sql)}
+        out = []
+        for sid, (sname, unit, tags) in self._series.info.items():
+            if (name is None or sname == name) and sid in latest:
+                t, v = latest[sid]
+                out.append(SeriesInfo(sname, unit, dict(tags), v, t))
+        out.sort(key=lambda s: (s.name, sorted(s.tags.items())))
+        return out
+
+    # --- retention -----------------------------------------------------------
+
+    def delete_before(self, t: datetime | int) -> int:
+        """Remove records older than ``t``; return how many (events and metric points)."""
+        cutoff = to_ns(t, "t")
+        return self._delete(cutoff, keep_rollups=False)
+
+    def _delete(self, cutoff: int, *, keep_rollups: bool) -> int:
+        with self._lock:
+            self._claim_writer()
+            conn = self._conn
+            removed = 0
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    removed += self._delete_points(cutoff)
+                    if not keep_rollups:
+                        removed += conn.execute(
+                            "DELETE FROM events WHERE time_ns < ?", (cutoff,)
+                        ).rowcount
+                        self._trim_rollups(cutoff)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                self._write_errors += 1
+                raise StorageError(f"{self._label}: delete failed: {exc}") from exc
+            self._small = {}
+            self._load_series()
+        return removed
+
+    def _delete_points(self, cutoff: int) -> int:
+        conn = self._conn
+        removed = conn.execute(
+            "SELECT coalesce(sum(n), 0) FROM chunks WHERE end_ns < ?", (cutoff,)
+        ).fetchone()[0]
+        conn.execute("DELETE FROM chunks WHERE end_ns < ?", (cutoff,))
+        straddling = conn.execute(
+            "SELECT id, series_id, times, vals, ids FROM chunks WHERE start_ns < ?", (cutoff,)
+        ).fetchall()
+        for cid, sid, t_blob, v_blob, i_blob in straddling:
+            points = list(
+                zip(
+                    _chunks.decode_times(t_blob),
+                    _chunks.decode_values(v_blob),
+                    _chunks.decode_ids(i_blob),
+                    strict=True,
+                )
+            )
+            kept = [p for p in points if p[0] >= cutoff]
+            removed += len(points) - len(kept)
+            conn.execute("DELETE FROM chunks WHERE id = ?", (cid,))
+            if kept:
+                conn.execute(
+                    "INSERT INTO chunks (series_id, start_ns, end_ns, n, times, vals, ids) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    _chunk_row(sid, kept),
+                )
+        return int(removed)
+
+    def _trim_rollups(self, cutoff: int) -> None:
+        conn = self._conn
+        edge = cutoff - cutoff % MINUTE_NS
+        conn.execute("DELETE FROM rollup_1m WHERE bucket_ns < ?", (edge,))
+        conn.execute("DELETE FROM event_counts WHERE bucket_ns < ?", (edge,))
+        if edge == cutoff:
+            return
+        # The minute holding the cutoff lost some of its records: recompute it.
+        affected = [
+            sid
+            for (sid,) in conn.execute(
+                "SELECT series_id FROM rollup_1m WHERE bucket_ns = ?", (edge,)
+            )
+        ]
+        conn.execute("DELETE FROM rollup_1m WHERE bucket_ns = ?", (edge,))
+        for sid in affected:
+            points = sorted((t, v) for t, v, _ in self._points_of(sid, edge, edge + MINUTE_NS))
+            if points:
+                conn.executemany(
+                    _ROLLUP_UPSERT,
+                    _minute_rollups(sid, [p[0] for p in points], [p[1] for p in points]),
+                )
+        conn.execute("DELETE FROM event_counts WHERE bucket_ns = ?", (edge,))
+        conn.execute(
+            "INSERT INTO event_counts (bucket_ns, source, event_type, count) "
+            "SELECT ?, source, event_type, count(*) FROM events "
+            "WHERE time_ns >= ? AND time_ns < ? GROUP BY source, event_type",
+            (edge, edge, edge + MINUTE_NS),
+        )
+
+    def apply_retention(self, now_ns: int | None = None) -> int:
+        """Apply ``retention`` and ``raw_retention`` now; return the records removed."""
+        now = time.time_ns() if now_ns is None else now_ns
+        removed = 0
+        if self.retention_ns is not None:
+            removed += self._delete(now - self.retention_ns, keep_rollups=False)
+        if self.raw_retention_ns is not None:
+            removed += self._delete(now - self.raw_retention_ns, keep_rollups=True)
+        return removed
+
+    def _maintain(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.apply_retention()
+            except StorageError:
+                continue  # counted in write_errors; tried again next pass
+
+    # --- housekeeping --------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """``bytes`` (database + WAL), ``series``, ``chunks``, ``points``, ``events``, errors."""
+        with self._lock:
+            chunks, points = self._conn.execute(
+                "SELECT count(*), coalesce(sum(n), 0) FROM chunks"
+            ).fetchone()
+            events = self._conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            series = self._conn.execute("SELECT count(*) FROM series").fetchone()[0]
+        size = sum(
+            p.stat().st_size
+            for p in (self.path, self.path.with_name(self.path.name + "-wal"))
+            if p.exists()
+        )
+        return {
+            "bytes": size,
+            "series": series,
+            "chunks": chunks,
+            "points": points,
+            "events": events,
+            "write_errors": self._write_errors,
+        }
+
+    def time_range(self) -> tuple[int, int] | None:
+        """Oldest and newest record times in ns, or None when empty."""
+        with self._lock:
+            lo1, hi1 = self._conn.execute(
+                "SELECT min(start_ns), max(end_ns) FROM chunks"
+            ).fetchone()
+            lo2, hi2 = self._conn.execute(
+                "SELECT min(time_ns), max(time_ns) FROM events"
+            ).fetchone()
+        lows = [x for x in (lo1, lo2) if x is not None]
+        highs = [x for x in (hi1, hi2) if x is not None]
+        return (min(lows), max(highs)) if lows else None
+
+    def vacuum(self) -> None:
+        """Merge all small chunks, checkpoint the WAL and rebuild the file compactly."""
+        with self._lock:
+            self._claim_writer()
+            for sid in list(self._small):
+                self._small[sid] = MERGE_AT
+            self._merge_small_chunks()
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute("VACUUM")
+
+    def all_metrics(self) -> Iterator[Metric]:
+        """Every stored point, series by series, oldest first within a series."""
+        self._refresh()
+        for sid, (name, unit, tags) in sorted(self._series.info.items()):
+            for t, v, i in sorted(self._points_of(sid, None, None), key=_first):
+                yield Metric(name, v, unit, tags, t, i)
+
+    def all_events(self, batch: int = 10_000) -> Iterator[Event]:
+        """Every stored event, oldest first."""
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT seq, id, time_ns, source, event_type, message, metadata FROM events "
+                    "WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            for seq, rid, t, src, kind, msg, meta in rows:
+                last = seq
+                yield Event(src, msg, EventType(kind), _decode_metadata(meta), t, rid)
+
+    def close(self) -> None:
+        """Stop maintenance, checkpoint and close. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop.set()
+            with contextlib.suppress(sqlite3.Error):
+                if not self.readonly and self._lock_fd is not None:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._conn.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+
+def _time_of(m: Metric) -> int:
+    return m.time_ns
+
+
+def _first(p: tuple[int, float, str]) -> int:
+    return p[0]
+
+
+def _casefold(text: str | None) -> str | None:
+    return None if text is None else text.casefold()
+
+
+def _chunk_row(sid: int, points: Sequence[tuple[int, float, str]]) -> tuple[Any, ...]:
+    times = [p[0] for p in points]
+    return (
+        sid,
+        times[0],
+        times[-1],
+        len(points),
+        _chunks.encode_times(times),
+        _chunks.encode_values([p[1] for p in points]),
+        _chunks.encode_ids([p[2] for p in points]),
+    )
+
+
+def _minute_rollups(
+    sid: int, times: Sequence[int], values: Sequence[float]
+) -> Iterable[tuple[int, int, int, float, float, float, int, float]]:
+    """Count/sum/min/max/last per minute of one series' time-sorted points."""
+    out = []
+    bucket = -1
+    count = 0
+    total = low = high = last = 0.0
+    last_t = 0
+    for t, v in zip(times, values, strict=True):
+        b = t - t % MINUTE_NS
+        if b != bucket:
+            if count:
+                out.append((sid, bucket, count, total, low, high, last_t, last))
+            bucket, count, total, low, high = b, 0, 0.0, v, v
+        count += 1
+        total += v
+        if v < low:
+            low = v
+        elif v > high:
+            high = v
+        last, last_t = v, t
+    if count:
+        out.append((sid, bucket, count, total, low, high, last_t, last))
+    return out
+
+
+def _event_filters(
+    source: str | None,
+    kind: str | None,
+    lo: int | None,
+    hi: int | None,
+    *,
+    time_col: str = "time_ns",
+) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    if source is not None:
+        where.append("source = ?")
+        args.append(source)
+    if kind is not None:
+        where.append("event_type = ?")
+        args.append(kind)
+    if lo is not None:
+        where.append(f"{time_col} >= ?")
+        args.append(lo)
+    if hi is not None:
+        where.append(f"{time_col} < ?")
+        args.append(hi)
+    return where, args
