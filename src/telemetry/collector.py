@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
+import msgspec
+
 from telemetry.config import TelemetryConfig
 from telemetry.errors import ValidationError
 from telemetry.instruments import NOOP, Counter, Gauge, Histogram, Instrument, Timer
@@ -39,6 +41,8 @@ _STR = str
 _DICT = dict
 OVERFLOW_TAGS: dict[str, str] = {"rimp_overflow": "true"}
 _STORE_RETRY_MAX = 5.0
+_MAX_KNOWN_KEYS = 1_000_000  # bound on the fast-path cache of (name, encoded tags)
+_encode_tags = msgspec.json.Encoder().encode
 
 
 class Route:
@@ -129,7 +133,9 @@ class TelemetryCollector:
         self._consumer_errors = 0
         self._cardinality_overflow = 0
         self._tag_sets: dict[str, set[frozenset[tuple[str, str]]]] = {}
+        self._tag_keys: set[tuple[str, bytes]] = set()
         self._unstored: deque[TelemetryData] = deque()
+        self._to_fold: deque[Histogram] = deque()
         # realtime_mode is about delivering to stream consumers; alone, the collector
         # batches by flush_interval and buffer_size.
         self._wake_at = self.config.buffer_size
@@ -334,7 +340,11 @@ class TelemetryCollector:
         with self._lock:
             inst = self._instruments.get(key)
             if inst is None:
-                inst = self._instruments[key] = cls(name, unit, fixed)
+                if cls is Histogram:
+                    inst = Histogram(name, unit, fixed, self._request_fold)
+                else:
+                    inst = cls(name, unit, fixed)
+                self._instruments[key] = inst
         if not isinstance(inst, cls):
             raise ValidationError(
                 f"name={name!r}: already registered as a {type(inst).__name__} with these tags"
@@ -365,6 +375,11 @@ class TelemetryCollector:
             raise ValidationError(f"unit={unit!r}: a timer measures in 'ms' or 's'")
         hist = self._instrument(Histogram, name, unit, tags)
         return hist if hist is NOOP else Timer(hist)
+
+    def _request_fold(self, histogram: Histogram) -> None:
+        # Called by Histogram.observe once per FOLD_AT observations.
+        self._to_fold.append(histogram)
+        self._signal()
 
     def _collect_instruments(self, now_ns: int) -> list[Metric]:
         with self._lock:
@@ -433,6 +448,8 @@ class TelemetryCollector:
         return batch
 
     def _pump_once(self, with_instruments: bool) -> None:
+        while self._to_fold:
+            self._to_fold.popleft().fold()
         batch = self._take()
         if with_instruments:
             batch.metrics.extend(self._collect_instruments(_ns()))
@@ -479,19 +496,29 @@ class TelemetryCollector:
                 return
 
     def _limit_cardinality(self, metrics: list[Metric]) -> None:
+        # Runs on the dispatch thread for every point, so the common case (a
+        # known tag set) is one msgspec encode and one set lookup; the
+        # order-independent frozenset is built only for a tag set not yet seen
+        # in this key order.
         limit = self.config.max_tag_sets
-        seen_by_name = self._tag_sets
+        known = self._tag_keys
+        canonical_sets = self._tag_sets
+        encode = _encode_tags
         for m in metrics:
-            if not m.tags:
+            tags = m.tags
+            if not tags:
                 continue
-            seen = seen_by_name.get(m.name)
+            key = (m.name, encode(tags))
+            if key in known:
+                continue
+            seen = canonical_sets.get(m.name)
             if seen is None:
-                seen = seen_by_name[m.name] = set()
-            key = frozenset(m.tags.items())
-            if key in seen:
-                continue
-            if len(seen) < limit:
-                seen.add(key)
+                seen = canonical_sets[m.name] = set()
+            canonical = frozenset(tags.items())
+            if canonical in seen or len(seen) < limit:
+                seen.add(canonical)
+                if len(known) < _MAX_KNOWN_KEYS:
+                    known.add(key)
                 continue
             if self._cardinality_overflow == 0:
                 _log.warning(

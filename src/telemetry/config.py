@@ -51,6 +51,10 @@ class TelemetryConfig:
         max_metadata_keys: most keys in one event's metadata.
         max_message_length: most characters in one event's message.
         shutdown_timeout: seconds ``close()`` and the exit flush may take.
+        retention: with ``storage_backend="database"``, drop records older than
+            this (``"30d"``, ``"12h"``, seconds); None keeps everything.
+        raw_retention: with ``"database"``, drop raw points older than this but
+            keep per-minute rollups until ``retention``.
     """
 
     enabled: bool = True
@@ -66,6 +70,8 @@ class TelemetryConfig:
     max_metadata_keys: int = 64
     max_message_length: int = 65_536
     shutdown_timeout: float = 5.0
+    retention: str | float | None = None
+    raw_retention: str | float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -107,6 +113,22 @@ class TelemetryConfig:
                 raise ConfigError(
                     f"storage_backend={backend!r}: must be a backend name or a Storage instance"
                 )
+        from telemetry.errors import ValidationError
+        from telemetry.models import duration_ns
+
+        durations = {}
+        for name in ("retention", "raw_retention"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    durations[name] = duration_ns(value, name)
+                except ValidationError as exc:
+                    raise ConfigError(str(exc)) from None
+        if len(durations) == 2 and durations["raw_retention"] > durations["retention"]:
+            raise ConfigError(
+                f"raw_retention={self.raw_retention!r}: must not exceed "
+                f"retention={self.retention!r}"
+            )
         path = self.storage_path
         if path is not None and not isinstance(path, str | os.PathLike):
             raise ConfigError(f"storage_path={path!r}: must be a path (str or os.PathLike) or None")
@@ -177,7 +199,7 @@ def _parse_env(var: str, name: str, raw: str) -> Any:
             return float(text)
         except ValueError:
             raise ConfigError(f"{var}={raw!r}: must be a number of seconds") from None
-    if name == "storage_path":
+    if name in ("storage_path", "retention", "raw_retention"):
         return text or None
     return text
 

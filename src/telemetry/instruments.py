@@ -8,8 +8,9 @@ metric points once per flush interval (and on ``flush()``/``close()``):
 - ``Gauge``: the current value, every interval once it has been set.
 - ``Histogram``/``Timer``: ``<name>.count``, ``.sum``, ``.min``, ``.max``,
   ``.p50``, ``.p90``, ``.p95`` and ``.p99`` for the interval. Percentiles are
-  exact up to ``FOLD_AT`` observations per interval; beyond, observations are
-  folded into a DDSketch (1 % relative error) so memory stays bounded.
+  exact up to ``FOLD_AT`` observations per interval; beyond, the dispatch
+  thread folds each full list of ``FOLD_AT`` observations into a DDSketch
+  (1 % relative error), so memory stays bounded and callers never pay for it.
 
 Get instruments from a collector (``collector.counter("requests", tags=...)``)
 and keep them: a pre-bound instrument validates its name and tags once, and
@@ -148,17 +149,25 @@ class Histogram(Instrument):
         latency.observe(3.2)
     """
 
-    __slots__ = ("_count", "_folded_sum", "_max", "_min", "_sketch", "_values")
+    __slots__ = ("_count", "_full", "_max", "_min", "_on_full", "_sketch", "_sum", "_values")
 
-    def __init__(self, name: str, unit: str, tags: dict[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        unit: str,
+        tags: dict[str, str],
+        on_full: Callable[[Histogram], None] | None = None,
+    ) -> None:
         super().__init__(name, unit, tags)
         self._values: list[float] = []
+        self._full: list[list[float]] = []
+        self._on_full = on_full
         self._reset_folded()
 
     def _reset_folded(self) -> None:
         self._sketch: Sketch | None = None
         self._count = 0
-        self._folded_sum = 0.0
+        self._sum = 0.0
         self._min = _INF
         self._max = -_INF
 
@@ -168,8 +177,9 @@ class Histogram(Instrument):
         Raises:
             ValidationError: ``value`` is not a finite number.
         """
-        # HOT PATH: one lock around a list append; folding into the sketch
-        # happens once per FOLD_AT observations.
+        # HOT PATH: one lock around a list append. Every FOLD_AT observations
+        # the list is handed over whole; the dispatch thread folds it into the
+        # sketch, never the caller.
         v = value + 0.0
         if v - v:
             raise ValidationError(f"value={value!r}: an observation must be finite")
@@ -177,33 +187,46 @@ class Histogram(Instrument):
         lock.acquire()
         values = self._values
         values.append(v)
-        if len(values) >= FOLD_AT:
-            self._fold()
-        lock.release()
-
-    def _fold(self) -> None:
-        values = self._values
+        if len(values) < FOLD_AT:
+            lock.release()
+            return
+        self._full.append(values)
         self._values = []
+        lock.release()
+        if self._on_full is not None:
+            self._on_full(self)
+
+    def fold(self) -> None:
+        """Fold the full lists handed over by ``observe`` into the sketch.
+
+        Runs on the dispatch thread (which alone touches the sketch).
+        """
+        with self._lock:
+            full, self._full = self._full, []
+        for values in full:
+            self._fold_values(values)
+
+    def _fold_values(self, values: list[float]) -> None:
         if self._sketch is None:
             self._sketch = Sketch()
         self._sketch.add_all(values)
         self._count += len(values)
-        self._folded_sum += math.fsum(values)
+        self._sum += math.fsum(values)
         self._min = min(self._min, *values)
         self._max = max(self._max, *values)
 
     def collect(self, now_ns: int) -> list[Metric]:
         """The interval's count, sum, min, max and percentiles, if anything was observed."""
         with self._lock:
-            values = self._values
-            self._values = []
-            sketch, count = self._sketch, self._count
-            folded_sum, lo, hi = self._folded_sum, self._min, self._max
-            self._reset_folded()
+            values, self._values = self._values, []
+            full, self._full = self._full, []
+        for chunk in full:
+            self._fold_values(chunk)
+        sketch, count, total, lo, hi = self._sketch, self._count, self._sum, self._min, self._max
+        self._reset_folded()
         if not values and sketch is None:
             return []
         values.sort()
-        summary: dict[str, float] = {}
         if sketch is None:
             summary = {
                 "count": float(len(values)),
@@ -218,7 +241,7 @@ class Histogram(Instrument):
                 lo, hi = min(lo, values[0]), max(hi, values[-1])
             summary = {
                 "count": float(count + len(values)),
-                "sum": folded_sum + math.fsum(values),
+                "sum": total + math.fsum(values),
                 "min": lo,
                 "max": hi,
             }

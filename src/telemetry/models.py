@@ -55,13 +55,14 @@ class EventType(enum.StrEnum):
 
 
 # --- ids -------------------------------------------------------------------
-# An id is 16 hex digits: a random start per process plus a counter. Ids are
-# formatted in blocks with ``map`` (C speed) and handed out by the ``__next__``
-# of a list iterator, which is atomic under the GIL, so the hot path pays one C
-# call per id. Two threads refilling at once each take a distinct block, and
-# the loser's unused ids are skipped, never repeated.
-_BLOCK = 4096
-_format_id = "{:016x}".format
+# An id is 16 hex digits: 13 for a block drawn from a random start per process,
+# 3 for the position in the block. A block's ids are built by ``map`` joining
+# its prefix to 4,096 precomputed suffixes (C speed, ~30 ns an id; formatting
+# each id cost ~250 ns) and handed out by the ``__next__`` of a list iterator,
+# which is atomic under the GIL, so the hot path pays one C call per id. Two
+# threads refilling at once take distinct blocks; the loser's ids are skipped,
+# never repeated.
+_SUFFIXES = tuple(f"{i:03x}" for i in range(4096))
 
 
 class IdPool:
@@ -74,13 +75,13 @@ class IdPool:
 
     def reseed(self) -> None:
         """Start from a fresh random block (done in a forked child)."""
-        self._blocks = itertools.count(secrets.randbits(62) // _BLOCK)
+        self._blocks = itertools.count(secrets.randbits(50))
         self.next: Callable[[], str] = iter(()).__next__
 
     def refill(self) -> str:
-        """Format the next block of ids and return the first of them."""
-        base = next(self._blocks) * _BLOCK
-        self.next = iter(list(map(_format_id, range(base, base + _BLOCK)))).__next__
+        """Take the next block of ids and return the first of them."""
+        prefix = f"{next(self._blocks) % (1 << 52):013x}"
+        self.next = iter(list(map(prefix.__add__, _SUFFIXES))).__next__
         return self.next()
 
 

@@ -21,18 +21,28 @@ RELATIVE_ACCURACY = 0.01
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """The ``q``-quantile (0..1) of ascending ``sorted_values``, linearly interpolated.
 
+    Matches ``numpy.quantile(values, q)`` (method ``"linear"``) to the last bit:
+    the rank is ``(n - 1) * q`` and the interpolation is computed from the nearer
+    neighbour, as numpy does.
+
     Raises:
-        ValueError: ``sorted_values`` is empty.
+        ValueError: ``sorted_values`` is empty, or ``q`` is not within [0, 1].
     """
     n = len(sorted_values)
     if n == 0:
         raise ValueError("percentile of no values")
-    pos = q * (n - 1)
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q={q!r}: must be between 0 and 1")
+    pos = (n - 1) * q
     lo = math.floor(pos)
     hi = min(lo + 1, n - 1)
     frac = pos - lo
     low = sorted_values[lo]
-    return low + (sorted_values[hi] - low) * frac if frac else low
+    if not frac:
+        return low
+    high = sorted_values[hi]
+    diff = high - low
+    return high - diff * (1.0 - frac) if frac >= 0.5 else low + diff * frac
 
 
 class Sketch:

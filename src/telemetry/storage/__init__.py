@@ -1,16 +1,16 @@
 """Storage backends: one protocol (:class:`Storage`), several implementations.
 
 ``MemoryStorage`` (bounded, in-process), ``FileStorage`` (JSON Lines segments)
-and ``DatabaseStorage`` (the embedded database; arrives in a later release).
+and ``DatabaseStorage`` (the embedded time-series database on one SQLite file).
 """
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from telemetry.errors import StorageError
 from telemetry.storage.base import AGGREGATES, Storage, TimeArg
+from telemetry.storage.database import DatabaseStorage
 from telemetry.storage.file import FileStorage
 from telemetry.storage.memory import MemoryStorage
 
@@ -28,22 +28,13 @@ __all__ = [
 ]
 
 
-class DatabaseStorage(Storage):
-    """The embedded database backend (SQLite). Not built yet: constructing it raises.
+def storage_from_config(config: TelemetryConfig) -> Storage:
+    """Build the ``Storage`` that ``config.storage_backend`` names (or return the instance).
 
     Raises:
-        StorageError: always, naming the backends that exist today.
+        StorageError: the backend cannot be opened, or ``storage_path`` is a
+            database URL this release has no backend for.
     """
-
-    def __init__(self, path_or_url: str | os.PathLike[str], **_options: Any) -> None:
-        raise StorageError(
-            f"DatabaseStorage({str(path_or_url)!r}): the embedded database backend is not "
-            "available in this release; use storage_backend='memory' or 'file'"
-        )
-
-
-def storage_from_config(config: TelemetryConfig) -> Storage:
-    """Build the ``Storage`` that ``config.storage_backend`` names (or return the instance)."""
     backend = config.storage_backend
     if isinstance(backend, Storage):
         return backend
@@ -51,4 +42,10 @@ def storage_from_config(config: TelemetryConfig) -> Storage:
         return MemoryStorage()
     if backend == "file":
         return FileStorage(config.resolved_storage_path())
-    return DatabaseStorage(config.resolved_storage_path())
+    path = config.resolved_storage_path()
+    if "://" in str(config.storage_path or ""):
+        raise StorageError(
+            f"storage_path={str(config.storage_path)!r}: database URLs (PostgreSQL) are not "
+            "supported by this release; give a SQLite file path"
+        )
+    return DatabaseStorage(path, retention=config.retention, raw_retention=config.raw_retention)

@@ -1,25 +1,28 @@
-"""Compressed point chunks: the on-disk encoding of one series' points.
+"""Point chunks: the on-disk encoding of one series' points, in columns.
 
-A chunk holds the points of one series sorted by time. Each column is an array
-of 8-byte numbers, byte-shuffled (all first bytes, then all second bytes...)
-and zlib-compressed: shuffling puts the slowly changing high bytes of
-timestamps and floats next to each other, which zlib then squeezes.
-Measured on this machine (``benchmarks/storage_encoding.py``): shuffle + zlib
-beat XOR-of-previous encodings of values by 10-20 % in size and ~40 % in time,
-because a Python-level XOR loop costs more than it saves.
+Each column (times, values, ids) is a blob whose first byte names its codec:
 
-- times: first time, then deltas (``int64``); regular intervals compress to ~nothing.
-- values: the raw ``float64`` bits, exact.
-- ids: when every id is 16 hex digits (RIMP's own), the ids as ``int64`` deltas
-  (consecutive ids from one process compress to ~nothing); otherwise JSON.
+- ``R`` (raw): plain 8-byte arrays (ids as a JSON list). Cheap to write; used
+  for the small chunks each ``store()`` writes, which are soon merged.
+- ``Z`` (compressed): for merged chunks. Times become first value + deltas,
+  then every 8-byte column is byte-shuffled (all first bytes, then all second
+  bytes...) and zlib-compressed: shuffling puts the slowly changing high bytes
+  of timestamps and floats side by side, which zlib then squeezes. Ids that
+  are all 16 hex digits (RIMP's own) are stored as int64 deltas (consecutive
+  ids compress to almost nothing); other ids as compressed JSON.
+
+Measured on this machine (see ``docs/storage.md``): shuffle + zlib beat an
+XOR-of-previous value encoding by 10-20 % in size and ~40 % in time, because
+a Python-level XOR loop costs more than it saves. Values are stored exactly.
 """
 
 from __future__ import annotations
 
 import array
+import re
 import zlib
 from collections.abc import Sequence
-from itertools import pairwise
+from itertools import pairwise, repeat
 
 import msgspec
 
@@ -34,9 +37,14 @@ __all__ = [
 
 _WIDTH = 8
 _LEVEL = 6
+_RAW = b"R"
+_ZLIB = b"Z"
 _HEX_IDS = b"H"
 _JSON_IDS = b"J"
+_HEX16 = re.compile(r"(?:[0-9a-f]{16})*")
 _format_id = "{:016x}".format
+_encode_json = msgspec.json.encode
+_decode_strs = msgspec.json.Decoder(list[str]).decode
 
 
 def _shuffle(raw: bytes) -> bytes:
@@ -55,22 +63,19 @@ def _pack(typecode: str, numbers: Sequence[int] | Sequence[float]) -> bytes:
     return zlib.compress(_shuffle(array.array(typecode, numbers).tobytes()), _LEVEL)
 
 
-def _unpack(typecode: str, blob: bytes) -> array.array:  # type: ignore[type-arg]
+def _unpack(typecode: str, blob: bytes, raw: bool) -> array.array:  # type: ignore[type-arg]
     out = array.array(typecode)
-    out.frombytes(_unshuffle(zlib.decompress(blob)))
+    out.frombytes(blob if raw else _unshuffle(zlib.decompress(blob)))
     return out
 
 
-def encode_times(times: Sequence[int]) -> bytes:
-    """Encode ascending ``int`` ns times as first value plus deltas."""
-    deltas = [times[0]] if times else []
-    deltas.extend([b - a for a, b in pairwise(times)])
-    return _pack("q", deltas)
+def _deltas(numbers: Sequence[int]) -> list[int]:
+    out = [numbers[0]] if numbers else []
+    out.extend([b - a for a, b in pairwise(numbers)])
+    return out
 
 
-def decode_times(blob: bytes) -> list[int]:
-    """Inverse of :func:`encode_times`."""
-    deltas = _unpack("q", blob)
+def _running_sum(deltas: Sequence[int]) -> list[int]:
     out: list[int] = []
     total = 0
     append = out.append
@@ -80,32 +85,47 @@ def decode_times(blob: bytes) -> list[int]:
     return out
 
 
-def encode_values(values: Sequence[float]) -> bytes:
+def encode_times(times: Sequence[int], *, compress: bool) -> bytes:
+    """Encode ascending ``int`` ns times."""
+    if not compress:
+        return _RAW + array.array("q", times).tobytes()
+    return _ZLIB + _pack("q", _deltas(times))
+
+
+def decode_times(blob: bytes) -> list[int]:
+    """Inverse of :func:`encode_times`."""
+    if blob[:1] == _RAW:
+        return _unpack("q", blob[1:], True).tolist()
+    return _running_sum(_unpack("q", blob[1:], False))
+
+
+def encode_values(values: Sequence[float], *, compress: bool) -> bytes:
     """Encode float values exactly."""
-    return _pack("d", values)
+    if not compress:
+        return _RAW + array.array("d", values).tobytes()
+    return _ZLIB + _pack("d", values)
 
 
 def decode_values(blob: bytes) -> list[float]:
     """Inverse of :func:`encode_values`."""
-    return _unpack("d", blob).tolist()
+    return _unpack("d", blob[1:], blob[:1] == _RAW).tolist()
 
 
-def encode_ids(ids: Sequence[str]) -> bytes:
-    """Encode record ids: int64 deltas when all are 16 hex digits, else JSON."""
-    try:
-        numbers = [int(i, 16) for i in ids]
-    except ValueError:
-        numbers = []
-    # int() also takes "0x", "_", signs and upper case: keep only exact round trips.
-    if numbers and max(numbers) < 2**63 and list(map(_format_id, numbers)) == list(ids):
-        deltas = [numbers[0]]
-        deltas.extend([b - a for a, b in pairwise(numbers)])
-        return _HEX_IDS + _pack("q", deltas)
-    return _JSON_IDS + zlib.compress(msgspec.json.encode(list(ids)), _LEVEL)
+def encode_ids(ids: Sequence[str], *, compress: bool) -> bytes:
+    """Encode record ids (see the module docs)."""
+    if not compress:
+        return _RAW + _encode_json(ids)
+    if set(map(len, ids)) == {16} and _HEX16.fullmatch("".join(ids)):
+        numbers = list(map(int, ids, repeat(16)))
+        if max(numbers, default=0) < 2**63:
+            return _ZLIB + _HEX_IDS + _pack("q", _deltas(numbers))
+    return _ZLIB + _JSON_IDS + zlib.compress(_encode_json(ids), _LEVEL)
 
 
 def decode_ids(blob: bytes) -> list[str]:
     """Inverse of :func:`encode_ids`."""
-    if blob[:1] == _HEX_IDS:
-        return list(map(_format_id, decode_times(blob[1:])))
-    return list(msgspec.json.decode(zlib.decompress(blob[1:]), type=list[str]))
+    if blob[:1] == _RAW:
+        return _decode_strs(blob[1:])
+    if blob[1:2] == _HEX_IDS:
+        return list(map(_format_id, _running_sum(_unpack("q", blob[2:], False))))
+    return _decode_strs(zlib.decompress(blob[2:]))

@@ -22,11 +22,13 @@ __all__ = [
     "check_agg",
     "check_group_by",
     "check_limit",
+    "check_tags",
     "count_event_buckets",
     "event_type_value",
     "filter_events",
     "latest_series",
     "reduce_values",
+    "select_points",
     "series_key",
     "tags_match",
     "window",
@@ -43,16 +45,23 @@ def window(since: TimeArg, until: TimeArg) -> tuple[int | None, int | None]:
 
 
 def bucket_width_ns(bucket: float | timedelta) -> int:
-    """Bucket width in ns from seconds or a ``timedelta``; must be at least 1 ms."""
+    """Bucket width in ns from seconds or a ``timedelta``; must be at least 1 ms.
+
+    Integer seconds and ``timedelta`` convert exactly; a float is rounded to the ns.
+    """
     if isinstance(bucket, timedelta):
-        seconds = bucket.total_seconds()
-    elif isinstance(bucket, int | float) and not isinstance(bucket, bool):
-        seconds = float(bucket)
+        ns = ((bucket.days * 86_400 + bucket.seconds) * 1_000_000 + bucket.microseconds) * 1000
+    elif isinstance(bucket, int) and not isinstance(bucket, bool):
+        ns = bucket * 1_000_000_000
+    elif isinstance(bucket, float) and math.isfinite(bucket * 1e9):
+        ns = round(bucket * 1e9)
+    elif isinstance(bucket, float):
+        raise ValidationError(f"bucket={bucket!r}: must be a finite number of seconds")
     else:
         raise ValidationError(f"bucket={bucket!r}: must be seconds (a number) or a timedelta")
-    if not math.isfinite(seconds) or seconds < 0.001:
+    if ns < 1_000_000:
         raise ValidationError(f"bucket={bucket!r}: must be at least 0.001 seconds")
-    return round(seconds * 1_000_000_000)
+    return ns
 
 
 def check_agg(agg: str) -> str:
@@ -99,6 +108,17 @@ def event_type_value(event_type: EventType | str | None) -> str | None:
         raise ValidationError(f"event_type={event_type!r}: must be one of {choices}") from None
 
 
+def check_tags(tags: dict[str, str] | None) -> dict[str, str] | None:
+    """Validate a ``tags`` filter: ``None`` or a dict of string keys to string values."""
+    if tags is None:
+        return None
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        raise ValidationError(f"tags={tags!r}: must be a dict of string keys to string values")
+    return tags
+
+
 def tags_match(tags: dict[str, str], want: dict[str, str] | None) -> bool:
     """True when ``tags`` holds every pair of ``want``."""
     if not want:
@@ -141,6 +161,23 @@ def filter_events(
     found.reverse()  # later stored first among equal times, after the stable sort below
     found.sort(key=lambda e: e.time_ns, reverse=True)
     return found if limit is None else found[:limit]
+
+
+def select_points(
+    points: Iterable[Metric],
+    *,
+    tags: dict[str, str] | None,
+    since: TimeArg,
+    until: TimeArg,
+    limit: int | None,
+) -> list[Metric]:
+    """Points matching ``tags`` and the window, oldest first; with ``limit`` the newest ones."""
+    lo, hi = window(since, until)
+    want = check_tags(tags)
+    limit = check_limit(limit)
+    found = [p for p in points if _in_window(p.time_ns, lo, hi) and tags_match(p.tags, want)]
+    found.sort(key=lambda p: p.time_ns)  # stable: equal times stay in stored order
+    return found if limit is None else found[-limit:]
 
 
 def reduce_values(agg: str, values: list[float], last: float, width_ns: int) -> float:
@@ -194,6 +231,7 @@ def aggregate_points(
     check_agg(agg)
     width = bucket_width_ns(bucket)
     lo, hi = window(since, until)
+    tags = check_tags(tags)
     keys = check_group_by(group_by)
     # group -> bucket start -> (values, time of latest point, value of latest point)
     cells: dict[tuple[str, ...], dict[int, tuple[list[float], int, float]]] = {}
@@ -238,7 +276,8 @@ def count_event_buckets(
             kind is not None and e.event_type != kind
         ):
             continue
-        fields = {"event_type": e.event_type.value, "source": e.source}
+        # str() of an EventType is its value; a plain string stored as a type stays itself.
+        fields = {"event_type": str(e.event_type), "source": e.source}
         group = tuple(fields[k] for k in keys)
         start = t - t % width
         per_group = cells.setdefault(group, {})

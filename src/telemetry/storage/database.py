@@ -54,7 +54,7 @@ __all__ = ["SCHEMA_VERSION", "DatabaseStorage"]
 MINUTE_NS = 60_000_000_000
 SCHEMA_VERSION = 1
 SMALL_CHUNK = 1024  # chunks under this many points are merged once enough accumulate
-MERGE_AT = 4096  # points in a series' small chunks that trigger a merge
+MERGE_AT = 2048  # points in a series' small chunks that trigger a merge
 MAX_CHUNK = 16_384  # points in one merged chunk
 
 _MIGRATIONS: dict[int, str] = {
@@ -125,7 +125,18 @@ _EVENT_COUNT_UPSERT = """
 INSERT INTO event_counts (bucket_ns, source, event_type, count) VALUES (?, ?, ?, ?)
 ON CONFLICT (bucket_ns, source, event_type) DO UPDATE SET count = count + excluded.count
 """
-_ROLLUP_AGGS = frozenset({"count", "sum", "avg", "min", "max", "rate", "last"})
+# How each aggregate reads the minute rollups (``last``: SQLite takes the bare
+# column from the row holding the max(); ``rate`` divides by the bucket seconds).
+_ROLLUP_VALUE = {
+    "count": "sum(count)",
+    "sum": "sum(sum)",
+    "avg": "sum(sum) / sum(count)",
+    "min": "min(min)",
+    "max": "max(max)",
+    "rate": "sum(sum) / ?",
+    "last": "last_value, max(last_ns)",
+}
+_ROLLUP_AGGS = frozenset(_ROLLUP_VALUE)
 
 
 def _encode_fallback(obj: Any) -> Any:
@@ -290,7 +301,7 @@ class DatabaseStorage(Storage):
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def _claim_writer(self) -> None:
@@ -368,7 +379,7 @@ class DatabaseStorage(Storage):
                     merged = self._write(data)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     self._forget_uncommitted_series()
                     raise
             except sqlite3.Error as exc:
@@ -402,18 +413,19 @@ class DatabaseStorage(Storage):
                 points.sort(key=_time_of)
                 times = [p.time_ns for p in points]
                 values = [p.value for p in points]
+                is_small = len(points) < SMALL_CHUNK
                 chunk_rows.append(
                     (
                         sid,
                         times[0],
                         times[-1],
                         len(points),
-                        _chunks.encode_times(times),
-                        _chunks.encode_values(values),
-                        _chunks.encode_ids([p.id for p in points]),
+                        _chunks.encode_times(times, compress=not is_small),
+                        _chunks.encode_values(values, compress=not is_small),
+                        _chunks.encode_ids([p.id for p in points], compress=not is_small),
                     )
                 )
-                if len(points) < SMALL_CHUNK:
+                if is_small:
                     small[sid] = small.get(sid, 0) + len(points)
                 rollups.extend(_minute_rollups(sid, times, values))
             conn.executemany(
@@ -475,7 +487,7 @@ class DatabaseStorage(Storage):
                     )
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         except sqlite3.Error as exc:
             # The points are safe in their small chunks; merging is retried next time.
@@ -501,10 +513,8 @@ class DatabaseStorage(Storage):
             if sname == name and _query.tags_match(stags, tags)
         ]
 
-    def _points_of(
-        self, sid: int, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[int, float, str]]:
-        sql = "SELECT times, vals, ids FROM chunks WHERE series_id = ?"
+    def _chunk_rows(self, sid: int, lo: int | None, hi: int | None, columns: str) -> list[Any]:
+        sql = f"SELECT {columns} FROM chunks WHERE series_id = ?"
         args: list[Any] = [sid]
         if hi is not None:
             sql += " AND start_ns < ?"
@@ -514,8 +524,18 @@ class DatabaseStorage(Storage):
             args.append(lo)
         sql += " ORDER BY id"
         with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
-        for t_blob, v_blob, i_blob in rows:
+            return self._conn.execute(sql, args).fetchall()
+
+    def _columns_of(
+        self, sid: int, lo: int | None, hi: int | None
+    ) -> Iterator[tuple[list[int], list[float]]]:
+        for t_blob, v_blob in self._chunk_rows(sid, lo, hi, "times, vals"):
+            yield _chunks.decode_times(t_blob), _chunks.decode_values(v_blob)
+
+    def _points_of(
+        self, sid: int, lo: int | None, hi: int | None
+    ) -> Iterator[tuple[int, float, str]]:
+        for t_blob, v_blob, i_blob in self._chunk_rows(sid, lo, hi, "times, vals, ids"):
             for t, v, i in zip(
                 _chunks.decode_times(t_blob),
                 _chunks.decode_values(v_blob),
@@ -549,7 +569,7 @@ class DatabaseStorage(Storage):
         """See :meth:`Storage.query_metrics`."""
         lo, hi = _query.window(since, until)
         limit = _query.check_limit(limit)
-        found = self._metrics(name, tags, lo, hi)
+        found = self._metrics(name, _query.check_tags(tags), lo, hi)
         return found if limit is None else found[-limit:]
 
     def aggregate(
@@ -569,6 +589,7 @@ class DatabaseStorage(Storage):
         width = _query.bucket_width_ns(bucket)
         lo, hi = _query.window(since, until)
         keys = _query.check_group_by(group_by)
+        tags = _query.check_tags(tags)
         if (
             agg in _ROLLUP_AGGS
             and width % MINUTE_NS == 0
@@ -579,15 +600,44 @@ class DatabaseStorage(Storage):
             return self._aggregate_rollups(
                 name, agg=agg, width=width, lo=lo, hi=hi, tags=tags, keys=keys
             )
-        return _query.aggregate_points(
-            self._metrics(name, tags, lo, hi),
-            agg=agg,
-            bucket=bucket,
-            since=None,
-            until=None,
-            tags=None,
-            group_by=keys,
+        return self._aggregate_points(
+            name, agg=agg, width=width, lo=lo, hi=hi, tags=tags, keys=keys
         )
+
+    def _aggregate_points(
+        self,
+        name: str,
+        *,
+        agg: str,
+        width: int,
+        lo: int | None,
+        hi: int | None,
+        tags: dict[str, str] | None,
+        keys: tuple[str, ...],
+    ) -> list[Bucket]:
+        # Works on decoded columns, not Metric objects: a day of one series is
+        # ~100k points and building a record for each would dominate.
+        cells: dict[tuple[tuple[str, ...], int], list[Any]] = {}
+        for sid, stags in self._matching_series(name, tags):
+            group = tuple(stags.get(k, "") for k in keys)
+            for times, values in self._columns_of(sid, lo, hi):
+                for t, v in zip(times, values, strict=True):
+                    if (lo is not None and t < lo) or (hi is not None and t >= hi):
+                        continue
+                    key = (group, t - t % width)
+                    cell = cells.get(key)
+                    if cell is None:
+                        cells[key] = [[v], t, v]
+                    else:
+                        cell[0].append(v)
+                        if t >= cell[1]:
+                            cell[1] = t
+                            cell[2] = v
+        out = []
+        for (group, start), (vals, _, last) in sorted(cells.items(), key=_cell_order):
+            value = _query.reduce_values(agg, vals, last, width)
+            out.append(Bucket(start, dict(zip(keys, group, strict=True)), value, len(vals)))
+        return out
 
     def _aggregate_rollups(
         self,
@@ -604,49 +654,30 @@ class DatabaseStorage(Storage):
         if not matching:
             return []
         groups: dict[tuple[str, ...], int] = {}
-        mapping = []
+        cases: list[Any] = []
         for sid, stags in matching:
             group = tuple(stags.get(k, "") for k in keys)
-            mapping.append((sid, groups.setdefault(group, len(groups))))
-        where = ["r.bucket_ns >= 0"]
-        args: list[Any] = [width, width]
-        if lo is not None:
-            where.append("r.bucket_ns >= ?")
-            args.append(lo)
+            cases += [sid, groups.setdefault(group, len(groups))]
+        ids = [sid for sid, _ in matching]
+        # The IN list lets SQLite walk the (series_id, bucket_ns) key; the CASE
+        # folds the series of one group together.
+        grp = "CASE series_id " + "WHEN ? THEN ? " * len(matching) + "END"
+        where = f"series_id IN ({','.join('?' * len(ids))}) AND bucket_ns >= ?"
+        args: list[Any] = [*ids, 0 if lo is None else lo]
         if hi is not None:
-            where.append("r.bucket_ns < ?")
+            where += " AND bucket_ns < ?"
             args.append(hi)
-        values_sql = ",".join("(?, ?)" for _ in mapping)
-        sql = f"""
-            WITH g(series_id, grp) AS (VALUES {values_sql})
-            SELECT g.grp, (r.bucket_ns / ?) * ? AS b, sum(r.count), sum(r.sum),
-                   min(r.min), max(r.max), max(r.last_ns), r.last_value
-            FROM rollup_1m AS r JOIN g ON g.series_id = r.series_id
-            WHERE {" AND ".join(where)}
-            GROUP BY g.grp, b
-        """
-        flat = [x for pair in mapping for x in pair]
+        sql = (
+            f"SELECT {grp} AS grp, (bucket_ns / ?) * ? AS b, sum(count), {_ROLLUP_VALUE[agg]} "
+            f"FROM rollup_1m WHERE {where} GROUP BY grp, b"
+        )
+        extra = [width / 1_000_000_000] if agg == "rate" else []
         with self._lock:
-            rows = self._conn.execute(sql, [*flat, *args]).fetchall()
-        names = {index: group for group, index in groups.items()}
-        seconds = width / 1_000_000_000
-        out = []
-        for grp, start, count, total, low, high, _, last in rows:
-            value = {
-                "count": float(count),
-                "sum": total,
-                "avg": total / count,
-                "min": low,
-                "max": high,
-                "rate": total / seconds,
-                "last": last,
-            }[agg]
-            out.append((names[grp], start, value, count))
-        out.sort(key=lambda r: (r[0], r[1]))
-        return [
-            Bucket(start, dict(zip(keys, group, strict=True)), float(value), count)
-            for group, start, value, count in out
-        ]
+            rows = self._conn.execute(sql, [*cases, width, width, *extra, *args]).fetchall()
+        order = list(groups)
+        rows.sort(key=lambda r: (order[r[0]], r[1]))
+        labels = [dict(zip(keys, group, strict=True)) for group in order]
+        return [Bucket(r[1], dict(labels[r[0]]), float(r[3]), r[2]) for r in rows]
 
     def query_events(
         self,
@@ -765,7 +796,7 @@ class DatabaseStorage(Storage):
                         self._trim_rollups(cutoff)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
             except sqlite3.Error as exc:
                 self._write_errors += 1
@@ -940,8 +971,18 @@ def _time_of(m: Metric) -> int:
     return m.time_ns
 
 
+def _cell_order(item: tuple[tuple[tuple[str, ...], int], Any]) -> tuple[tuple[str, ...], int]:
+    return item[0]
+
+
 def _first(p: tuple[int, float, str]) -> int:
     return p[0]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite rolls back by itself on some errors (a full disk): only roll back what is open.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _casefold(text: str | None) -> str | None:
@@ -955,9 +996,9 @@ def _chunk_row(sid: int, points: Sequence[tuple[int, float, str]]) -> tuple[Any,
         times[0],
         times[-1],
         len(points),
-        _chunks.encode_times(times),
-        _chunks.encode_values([p[1] for p in points]),
-        _chunks.encode_ids([p[2] for p in points]),
+        _chunks.encode_times(times, compress=True),
+        _chunks.encode_values([p[1] for p in points], compress=True),
+        _chunks.encode_ids([p[2] for p in points], compress=True),
     )
 
 

@@ -15,7 +15,9 @@ from telemetry.storage.base import Storage, TimeArg
 
 __all__ = ["MemoryStorage"]
 
-_EVENT = ""  # eviction-order token for an event; metric tokens are their names (never "")
+# Eviction order holds one token per record held, oldest stored first: ``None``
+# for an event, the metric's name for a point (a name may be any string, "" too).
+_EVENT = None
 
 
 class MemoryStorage(Storage):
@@ -43,7 +45,7 @@ class MemoryStorage(Storage):
         self._lock = threading.Lock()
         self._events: deque[Event] = deque()
         self._metrics: dict[str, deque[Metric]] = {}
-        self._order: deque[str] = deque()
+        self._order: deque[str | None] = deque()
         self._evicted = 0
 
     def store(self, data: TelemetryData) -> None:
@@ -63,7 +65,7 @@ class MemoryStorage(Storage):
             if limit is not None:
                 while len(order) > limit:
                     token = order.popleft()
-                    if token == _EVENT:
+                    if token is _EVENT:
                         self._events.popleft()
                     else:
                         self._metrics[token].popleft()
@@ -108,17 +110,9 @@ class MemoryStorage(Storage):
         limit: int | None = None,
     ) -> list[Metric]:
         """See :meth:`Storage.query_metrics`."""
-        lo, hi = _query.window(since, until)
-        limit = _query.check_limit(limit)
-        found = [
-            p
-            for p in self._points(name)
-            if (lo is None or p.time_ns >= lo)
-            and (hi is None or p.time_ns < hi)
-            and _query.tags_match(p.tags, tags)
-        ]
-        found.sort(key=lambda p: p.time_ns)
-        return found if limit is None else found[-limit:]
+        return _query.select_points(
+            self._points(name), tags=tags, since=since, until=until, limit=limit
+        )
 
     def aggregate(
         self,
@@ -174,20 +168,31 @@ class MemoryStorage(Storage):
         """See :meth:`Storage.delete_before`."""
         cutoff = to_ns(t, "t")
         with self._lock:
-            kept_events = deque(e for e in self._events if e.time_ns >= cutoff)
-            removed = len(self._events) - len(kept_events)
-            self._events = kept_events
-            for name, series in list(self._metrics.items()):
-                kept = deque(p for p in series if p.time_ns >= cutoff)
-                removed += len(series) - len(kept)
-                if kept:
-                    self._metrics[name] = kept
+            # Walk the eviction order once: each token names the kind of the next
+            # record of that kind, so the kept tokens keep their relative order.
+            events = iter(self._events)
+            series = {name: iter(points) for name, points in self._metrics.items()}
+            kept_order: deque[str | None] = deque()
+            kept_events: deque[Event] = deque()
+            kept_metrics: dict[str, deque[Metric]] = {}
+            removed = 0
+            for token in self._order:
+                if token is _EVENT:
+                    event = next(events)
+                    if event.time_ns >= cutoff:
+                        kept_events.append(event)
+                        kept_order.append(token)
+                        continue
                 else:
-                    del self._metrics[name]
-            # Rebuild the eviction order: still oldest-stored first within each kind.
-            self._order = deque(
-                [_EVENT] * len(self._events) + [n for n, s in self._metrics.items() for _ in s]
-            )
+                    p = next(series[token])
+                    if p.time_ns >= cutoff:
+                        kept_metrics.setdefault(token, deque()).append(p)
+                        kept_order.append(token)
+                        continue
+                removed += 1
+            self._events = kept_events
+            self._metrics = kept_metrics
+            self._order = kept_order
         return removed
 
     def stats(self) -> dict[str, Any]:

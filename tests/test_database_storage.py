@@ -1,0 +1,332 @@
+"""Tests of DatabaseStorage beyond the shared protocol: files, processes, faults, retention."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from telemetry import Event, EventType, Metric, StorageError, TelemetryData, ValidationError
+from telemetry.models import new_id
+from telemetry.storage.database import MERGE_AT, MINUTE_NS, SCHEMA_VERSION, DatabaseStorage
+
+T0 = 1_796_083_200 * 1_000_000_000  # minute aligned
+SECOND = 1_000_000_000
+
+
+def points(
+    n: int, *, name: str = "cpu", start: int = T0, step: int = SECOND, **tags: str
+) -> list[Metric]:
+    return [Metric(name, float(i), "%", dict(tags), start + i * step, new_id()) for i in range(n)]
+
+
+def events(n: int, *, start: int = T0, step: int = SECOND) -> list[Event]:
+    kinds = list(EventType)
+    return [
+        Event("svc", f"event {i}", kinds[i % len(kinds)], {"i": i}, start + i * step, new_id())
+        for i in range(n)
+    ]
+
+
+def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class TestFiles:
+    def test_creates_directory_schema_and_version(self, tmp_path: Path) -> None:
+        """Opening a new path creates the file with the current schema version, in WAL mode."""
+        path = tmp_path / "deep" / "telemetry.db"
+        DatabaseStorage(path).close()
+        conn = sqlite3.connect(path)
+        version = conn.execute("SELECT value FROM rimp_meta WHERE key = 'schema_version'")
+        assert version.fetchone()[0] == str(SCHEMA_VERSION)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    def test_a_foreign_sqlite_file_is_refused_by_name(self, tmp_path: Path) -> None:
+        """A SQLite file of another application gives a clear error naming the path."""
+        path = tmp_path / "other.db"
+        sqlite3.connect(path).execute("CREATE TABLE customers (id)").connection.commit()
+        with pytest.raises(StorageError, match=r"other\.db.*not RIMP's \(tables: customers\)"):
+            DatabaseStorage(path)
+        assert sqlite3.connect(path).execute("SELECT count(*) FROM customers").fetchone() == (0,)
+
+    def test_a_non_database_file_is_refused_by_name(self, tmp_path: Path) -> None:
+        """A file that is not SQLite at all gives a clear error naming the path."""
+        path = tmp_path / "notes.db"
+        path.write_bytes(b"these are my notes, not a database" * 200)
+        with pytest.raises(StorageError, match=r"notes\.db.*not a readable SQLite database"):
+            DatabaseStorage(path)
+
+    def test_a_newer_schema_is_refused(self, tmp_path: Path) -> None:
+        """A database written by a newer RIMP is not touched."""
+        path = tmp_path / "t.db"
+        DatabaseStorage(path).close()
+        conn = sqlite3.connect(path)
+        conn.execute("UPDATE rimp_meta SET value = '99' WHERE key = 'schema_version'")
+        conn.commit()
+        with pytest.raises(StorageError, match="schema version 99 is newer"):
+            DatabaseStorage(path)
+
+    def test_data_survives_reopen(self, tmp_path: Path) -> None:
+        """Everything stored is there after close and reopen, ids included."""
+        path = tmp_path / "t.db"
+        stored = points(10, host="a")
+        with DatabaseStorage(path) as storage:
+            storage.store(TelemetryData(events(3), stored))
+        with DatabaseStorage(path) as storage:
+            assert storage.query_metrics("cpu") == stored
+            assert len(storage.query_events()) == 3
+
+
+class TestChunks:
+    def test_small_chunks_merge_without_losing_or_reordering(self, tmp_path: Path) -> None:
+        """Many small batches are merged into compressed chunks; every point and id survives."""
+        stored: list[Metric] = []
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            for b in range(MERGE_AT // 100 + 5):
+                batch = points(100, start=T0 + b * 100 * SECOND, host="a")
+                stored += batch
+                storage.store(TelemetryData([], batch))
+            assert storage.stats()["chunks"] < MERGE_AT // 100
+            assert storage.query_metrics("cpu") == stored
+
+    def test_external_ids_are_kept_as_given(self, tmp_path: Path) -> None:
+        """Ids that are not RIMP's 16 hex digits survive merging unchanged."""
+        given = [
+            Metric("x", float(i), "", {}, T0 + i, f'client-{i}\n"quoted"')
+            for i in range(MERGE_AT + 10)
+        ]
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            for i in range(0, len(given), 500):
+                storage.store(TelemetryData([], given[i : i + 500]))
+            assert [m.id for m in storage.query_metrics("x")] == [m.id for m in given]
+
+    def test_bytes_per_point_are_small_once_merged(self, tmp_path: Path) -> None:
+        """A merged, regular series costs a few bytes per point (values vary)."""
+        n = 50_000
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            for i in range(0, n, 5_000):
+                storage.store(TelemetryData([], points(5_000, start=T0 + i * SECOND, host="a")))
+            storage.vacuum()
+            size = storage.stats()["bytes"]
+        assert size / n < 8
+
+
+class TestRollups:
+    def test_rollup_and_raw_paths_agree(self, tmp_path: Path) -> None:
+        """Minute-aligned queries (rollups) equal unaligned ones over the same points (raw)."""
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            storage.store(TelemetryData([], points(600, step=SECOND // 2, host="a")))
+            storage.store(TelemetryData([], points(600, step=SECOND // 2, host="b")))
+            for agg in ("count", "sum", "avg", "min", "max", "rate", "last"):
+                aligned = storage.aggregate(
+                    "cpu", agg=agg, bucket=120, since=T0, until=T0 + 10 * MINUTE_NS,
+                    group_by=["host"],
+                )  # fmt: skip
+                raw = storage.aggregate(
+                    "cpu", agg=agg, bucket=120, since=T0, until=T0 + 10 * MINUTE_NS + 1,
+                    group_by=["host"],
+                )  # fmt: skip
+                assert aligned == pytest.approx(raw) or [
+                    (b.start_ns, b.tags, b.count, pytest.approx(b.value)) for b in aligned
+                ] == [(b.start_ns, b.tags, b.count, b.value) for b in raw], agg
+
+    def test_event_counts_rollup_and_raw_agree(self, tmp_path: Path) -> None:
+        """Per-minute event counts equal a count over the events themselves."""
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            storage.store(TelemetryData(events(1000, step=SECOND // 3), []))
+            aligned = storage.count_events(bucket=60, since=T0, until=T0 + 10 * MINUTE_NS)
+            raw = storage.count_events(bucket=60, since=T0, until=T0 + 10 * MINUTE_NS - 1)
+            assert aligned == raw
+            assert sum(b.count for b in aligned) == 1000
+
+
+class TestRetention:
+    def test_retention_removes_old_records(self, tmp_path: Path) -> None:
+        """apply_retention deletes records older than retention, counting them."""
+        now = T0 + 3600 * SECOND
+        with DatabaseStorage(tmp_path / "t.db", retention="30m") as storage:
+            storage.store(TelemetryData(events(60, step=MINUTE_NS), points(60, step=MINUTE_NS)))
+            removed = storage.apply_retention(now_ns=now)
+            assert removed == 60  # 30 events and 30 points older than 30 minutes
+            assert len(storage.query_metrics("cpu")) == 30
+            assert sum(b.count for b in storage.count_events(bucket=3600)) == 30
+
+    def test_raw_retention_keeps_minute_rollups(self, tmp_path: Path) -> None:
+        """Past raw_retention, points are gone but whole-minute aggregates remain."""
+        now = T0 + 3600 * SECOND
+        with DatabaseStorage(tmp_path / "t.db", raw_retention="10m") as storage:
+            storage.store(TelemetryData([], points(3600, step=SECOND)))
+            before = storage.aggregate("cpu", agg="avg", bucket=600, since=T0, until=now)
+            storage.apply_retention(now_ns=now)
+            assert storage.query_metrics("cpu")[0].time_ns >= now - 600 * SECOND
+            assert storage.aggregate("cpu", agg="avg", bucket=600, since=T0, until=now) == before
+
+    @pytest.mark.parametrize("bad", ["soon", "-5m", 0, "7 parsecs"])
+    def test_bad_retention_is_named(self, tmp_path: Path, bad: object) -> None:
+        """An unparsable retention raises ValidationError naming the field."""
+        with pytest.raises(ValidationError, match="retention="):
+            DatabaseStorage(tmp_path / "t.db", retention=bad)  # type: ignore[arg-type]
+
+
+class TestProcesses:
+    def test_a_second_writer_gets_a_clear_error(self, tmp_path: Path) -> None:
+        """While one process writes, another's first write fails with a clear message."""
+        path = tmp_path / "t.db"
+        with DatabaseStorage(path) as storage:
+            storage.store(TelemetryData(events(1), []))
+            result = run_python(
+                f"""
+                from telemetry import TelemetryData, StorageError
+                from telemetry.storage.database import DatabaseStorage
+                s = DatabaseStorage({str(path)!r})
+                print(len(s.query_events()))
+                try:
+                    s.store(TelemetryData())
+                    s.store(TelemetryData(s.query_events(), []))
+                except StorageError as e:
+                    print(e)
+                """
+            )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0] == "1"
+        assert f"another process (pid {os.getpid()}) is writing" in result.stdout
+
+    def test_readers_in_other_processes_see_whole_batches_only(self, tmp_path: Path) -> None:
+        """A reader polling while the writer stores 1,000-point batches never sees a partial one."""
+        path = tmp_path / "t.db"
+        storage = DatabaseStorage(path)
+        storage.store(TelemetryData([], points(1, host="a")))
+        reader = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(
+                    f"""
+                    import sys
+                    from telemetry.storage.database import DatabaseStorage
+                    s = DatabaseStorage({str(path)!r}, readonly=True)
+                    seen = set()
+                    while True:
+                        n = len(s.query_metrics("cpu"))
+                        seen.add(n)
+                        if n >= 20_001:
+                            break
+                    print(sorted(seen))
+                    """
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for b in range(20):
+            storage.store(
+                TelemetryData([], points(1000, start=T0 + (b + 1) * 1000 * SECOND, host="a"))
+            )
+        out, _ = reader.communicate(timeout=120)
+        storage.close()
+        counts = eval(out)  # our own child's repr of a list of ints
+        assert all((n - 1) % 1000 == 0 for n in counts), counts
+
+    @pytest.mark.slow
+    def test_kill_9_at_any_moment_loses_nothing_acknowledged(self, tmp_path: Path) -> None:
+        """A writer killed with SIGKILL mid-stream: the database opens consistent and holds
+        every batch whose store() returned."""
+        path = tmp_path / "t.db"
+        log = tmp_path / "acked"
+        writer = textwrap.dedent(
+            f"""
+            import os, sys
+            from telemetry import TelemetryData, Metric, Event, EventType
+            from telemetry.storage.database import DatabaseStorage
+            s = DatabaseStorage({str(path)!r})
+            fd = os.open({str(log)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            b = int(sys.argv[1])
+            while True:
+                b += 1
+                tags = {{"b": str(b % 7)}}
+                ms = [Metric("m", float(i), "", tags, b * 10**9 + i, "%016x" % (b * 1000 + i))
+                      for i in range(300)]
+                es = [Event("w", str(b), EventType.INFO, {{}}, b * 10**9, "e%d" % b)]
+                s.store(TelemetryData(es, ms))
+                os.write(fd, b"%d\\n" % b)
+            """
+        )
+        rounds = 8
+        start = 0
+        for round_ in range(rounds):
+            proc = subprocess.Popen([sys.executable, "-c", writer, str(start)])
+            deadline = time.monotonic() + 20
+            target = start + 5 + round_ * 3
+            while time.monotonic() < deadline:
+                acked = log.read_text().split() if log.exists() else []
+                if acked and int(acked[-1]) >= target:
+                    break
+                time.sleep(0.005)
+            time.sleep(0.003 * round_)  # land the kill at varied moments of a store()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            acked_batches = {int(x) for x in log.read_text().split()}
+            with DatabaseStorage(path) as storage:
+                assert storage._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                stored_events = {int(e.message) for e in storage.query_events(limit=None)}
+                assert acked_batches <= stored_events
+                points_ = storage.query_metrics("m")
+                per_batch: dict[int, int] = {}
+                for p in points_:
+                    per_batch[p.time_ns // 10**9] = per_batch.get(p.time_ns // 10**9, 0) + 1
+                assert set(per_batch) == stored_events  # batches are whole or absent
+                assert set(per_batch.values()) == {300}
+                start = max(stored_events)
+
+
+class TestFaults:
+    def test_a_full_disk_fails_loudly_and_keeps_what_was_stored(self, tmp_path: Path) -> None:
+        """With the file size limit reached, store() raises StorageError; earlier data is intact,
+        and a collector keeps the failed batch for retry (counted)."""
+        path = tmp_path / "t.db"
+        result = run_python(
+            f"""
+            import resource, signal
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            from telemetry import TelemetryCollector, TelemetryConfig, TelemetryData, StorageError
+            from telemetry import Event, EventType
+            from telemetry.storage.database import DatabaseStorage
+            s = DatabaseStorage({str(path)!r})
+            c = TelemetryCollector(TelemetryConfig(flush_interval=3600), storage=s)
+            for i in range(100):
+                c.collect_event("ok", f"before {{i}}")
+            assert c.flush(10)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+            for i in range(20_000):
+                c.collect_event("big", "x" * 200)
+            c.flush(10)
+            stats = c.stats()
+            print(stats["storage_errors"] > 0, stats["awaiting_retry"], stats["records_dropped"])
+            try:
+                s.store(TelemetryData([Event("big", "y" * 200, EventType.INFO, {{}}, i, str(i))
+                                       for i in range(5000)], []))
+            except StorageError as e:
+                print("raised:", "write failed" in str(e))
+            """
+        )
+        assert result.returncode == 0, result.stderr
+        first, second = result.stdout.splitlines()[:2]
+        assert first == "True 20000 0"
+        assert second == "raised: True"
+        with DatabaseStorage(path) as storage:
+            assert len(storage.query_events(source="ok", limit=None)) == 100
+            assert storage._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
