@@ -1,4 +1,4 @@
-"""The ``rimp`` command line: ``rimp --version``, ``rimp demo``."""
+"""The ``rimp`` command line: ``rimp --version``, ``rimp demo``, ``rimp db``."""
 
 from __future__ import annotations
 
@@ -35,6 +35,34 @@ def _parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=50.0, help="requests per second per service (default 50)"
     )
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    db = sub.add_parser(
+        "db",
+        help="inspect, compact or export an embedded database file",
+        description="Work on a DatabaseStorage file (default ./rimp-data/telemetry.db).",
+    )
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    path_help = "database file (default ./rimp-data/telemetry.db)"
+    info = db_sub.add_parser(
+        "info", help="sizes, series and record counts, time range (read-only; safe while writing)"
+    )
+    info.add_argument("--path", default=None, help=path_help)
+    vacuum = db_sub.add_parser(
+        "vacuum",
+        help="merge small chunks and rebuild the file compactly (needs the writer to be stopped)",
+    )
+    vacuum.add_argument("--path", default=None, help=path_help)
+    export = db_sub.add_parser(
+        "export", help="write every event and metric point as JSON Lines or CSV (read-only)"
+    )
+    export.add_argument("--path", default=None, help=path_help)
+    export.add_argument(
+        "--kind", choices=("all", "events", "metrics"), default="all", help="what to export"
+    )
+    export.add_argument(
+        "--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)"
+    )
+    export.add_argument("--output", "-o", default="-", help="output file (default - : stdout)")
     return parser
 
 
@@ -45,8 +73,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         from telemetry.demo import run_demo
 
         return run_demo(duration=args.duration, out=args.out, rate=args.rate, quiet=args.quiet)
+    if args.command == "db":
+        return _db(args)
     _parser().print_help()
     return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from telemetry import dbtool
+    from telemetry.errors import TelemetryError
+
+    path = Path(args.path) if args.path else dbtool.DEFAULT_PATH
+    try:
+        if args.db_command == "info":
+            return dbtool.db_info(path, sys.stdout)
+        if args.db_command == "vacuum":
+            return dbtool.db_vacuum(path, sys.stdout)
+        return dbtool.db_export(path, kind=args.kind, fmt=args.format, target=args.output)
+    except TelemetryError as exc:
+        print(f"rimp db {args.db_command}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. piped into head
+        return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from telemetry.models import Bucket, Event, EventType, Metric, SeriesInfo, TelemetryData
 
@@ -121,7 +121,7 @@ class Storage:
     def close(self) -> None:
         """Release resources. Idempotent."""
 
-    def __enter__(self) -> Storage:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -340,13 +340,11 @@ class FileStorage(Storage):
                 the directory, or the write failed (for instance a full disk); then
                 nothing of the batch was kept.
         """
-        encode = self._encoder.encode
+        # encode_lines writes the newline-delimited batch in one C call.
+        encode_lines = self._encoder.encode_lines
         chunks = (
-            ("events", b"".join([encode(e) + b"\n" for e in data.events]) if data.events else b""),
-            (
-                "metrics",
-                b"".join([encode(m) + b"\n" for m in data.metrics]) if data.metrics else b"",
-            ),
+            ("events", encode_lines(data.events) if data.events else b""),
+            ("metrics", encode_lines(data.metrics) if data.metrics else b""),
         )
         with self._lock:
             self._check_writable("store")
@@ -574,7 +572,7 @@ class FileStorage(Storage):
             if kept or active:
                 tmp = path.with_name(path.name + ".tmp")
                 with tmp.open("wb") as f:
-                    f.write(b"".join(self._encoder.encode(r) + b"\n" for r in kept))
+                    f.write(self._encoder.encode_lines(kept))
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)  # the open descriptor still points at the old file
