@@ -326,3 +326,61 @@ class TestStats:
             assert s["events_collected"] == s["metrics_collected"] == 50
             assert s["records_flushed"] == 100
             assert s["buffered"] == 0
+
+
+class TestRobustness:
+    def test_a_backend_that_cannot_open_fails_at_construction(self, tmp_path: Any) -> None:
+        """A storage that cannot be built raises from the constructor, not later in the pump."""
+        from telemetry import StorageError
+
+        (tmp_path / "file").write_text("not a directory")
+        with pytest.raises(StorageError):
+            TelemetryCollector(
+                TelemetryConfig(storage_backend="file", storage_path=str(tmp_path / "file"))
+            )
+
+    def test_close_keeps_retrying_a_failing_storage_until_its_deadline(self) -> None:
+        """close() retries failed writes within its timeout; nothing is lost when they succeed."""
+        storage = FlakyStorage(failures=3)
+        c = make(storage)
+        c.collect_metric("x", 1.0)
+        assert c.close(10) is True
+        assert [p.value for p in storage.query_metrics("x")] == [1.0]
+        assert c.stats()["records_dropped"] == 0
+
+    def test_flush_is_false_while_a_write_awaits_retry(self) -> None:
+        """flush() does not report success for records the storage has not taken."""
+        storage = FlakyStorage(failures=10**9)
+        c = make(storage)
+        c.collect_metric("x", 1.0)
+        assert c.flush(5) is False
+        c.close(0.5)
+
+    def test_records_abandoned_at_close_are_counted_once_and_never_stored(self) -> None:
+        """After close() gives up on a stuck storage, counts add up and nothing is stored late."""
+        storage = GatedStorage()
+        c = make(storage, buffer_size=1)
+        c.collect_metric("x", 1.0)
+        assert storage.entered.wait(5)
+        c.collect_metric("x", 2.0)
+        assert c.close(0.2) is False
+        s = c.stats()
+        assert s["metrics_collected"] == 2
+        assert s["buffered"] == 0
+        assert s["dropped_by_reason"] == {"close_timeout": 1}
+        storage.gate.set()
+        assert wait_until(lambda: len(storage.query_metrics("x")) == 1)
+        assert [p.value for p in storage.query_metrics("x")] == [1.0]
+
+    def test_instrument_points_are_counted(self) -> None:
+        """Points emitted by instruments appear in instrument_points, so the counts add up."""
+        with make() as c:
+            c.collect_metric("x", 1.0)
+            c.counter("n").inc()
+            c.flush(5)
+            s = c.stats()
+            assert (s["metrics_collected"], s["instrument_points"], s["records_flushed"]) == (
+                1,
+                1,
+                2,
+            )

@@ -124,3 +124,20 @@ class TestEnvironment:
         """A parsed but invalid value is refused by the same rules."""
         with pytest.raises(ConfigError, match=r"flush_interval=-1\.0: must be greater than 0"):
             TelemetryConfig.from_env({"RIMP_FLUSH_INTERVAL": "-1"})
+
+
+class TestEnvironmentNames:
+    def test_an_invalid_environment_value_names_the_variable(self) -> None:
+        """A value read from RIMP_* that breaks a rule is reported under the variable's name."""
+        with pytest.raises(
+            ConfigError, match=r"^RIMP_OVERFLOW_POLICY: overflow_policy='sometimes'"
+        ):
+            TelemetryConfig.from_env({"RIMP_OVERFLOW_POLICY": "sometimes"})
+
+    def test_retention_rules(self) -> None:
+        """Retention values are durations, and raw_retention may not exceed retention."""
+        assert TelemetryConfig(retention="7d", raw_retention="1d").retention == "7d"
+        with pytest.raises(ConfigError, match="retention='soon'"):
+            TelemetryConfig(retention="soon")
+        with pytest.raises(ConfigError, match="raw_retention='8d': must not exceed retention='7d'"):
+            TelemetryConfig(retention="7d", raw_retention="8d")

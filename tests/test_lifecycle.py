@@ -108,3 +108,28 @@ class TestFork:
             "before fork",
         ]
         c.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available on this platform")
+class TestForkInstruments:
+    def test_a_child_reports_only_its_own_counts(self, tmp_path: Path) -> None:
+        """A counter incremented before fork is reported by the parent alone."""
+        c = TelemetryCollector(TelemetryConfig(flush_interval=3600), storage=FileStorage(tmp_path))
+        requests = c.counter("requests")
+        requests.inc(5)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                requests.inc(2)
+                child = FileStorage(tmp_path / "child")
+                c._storage = child  # the child writes elsewhere; the parent keeps its files
+                code = 0 if c.flush(10) else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert c.flush(10)
+        assert [p.value for p in c.storage.query_metrics("requests")] == [5.0]
+        assert [p.value for p in FileStorage(tmp_path / "child").query_metrics("requests")] == [2.0]
+        c.close()

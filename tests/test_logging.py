@@ -92,3 +92,20 @@ class TestRecursion:
             root.removeHandler(handler)
             c.close()
         assert [e.source for e in storage.query_events()] == ["app"]
+
+
+class TestOwnLoggerNames:
+    def test_application_loggers_that_merely_start_with_telemetry_are_bridged(
+        self, collector: TelemetryCollector
+    ) -> None:
+        """Only RIMP's own 'telemetry' and 'telemetry.*' loggers are skipped."""
+        log = logging.getLogger("telemetry_ingest")
+        handler = TelemetryHandler(collector)
+        log.addHandler(handler)
+        try:
+            log.warning("kept")
+            logging.getLogger("telemetry.collector").warning("own")
+        finally:
+            log.removeHandler(handler)
+        collector.flush(5)
+        assert [e.source for e in collector.storage.query_events()] == ["telemetry_ingest"]

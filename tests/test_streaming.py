@@ -226,3 +226,73 @@ class TestIsolation:
         c.close()
         assert results == [True]  # consumers run on their own worker, so flush works there
         assert pump_threads[0].startswith("rimp-consumer")
+
+
+class TestStopFromAConsumer:
+    def test_a_consumer_may_stop_its_own_stream(self) -> None:
+        """stream.stop() called inside a consumer returns instead of joining itself."""
+        c = collector(realtime_mode=True)
+        stream = TelemetryStream(c, MemoryStorage())
+        outcome: list[object] = []
+
+        def stopper(data: TelemetryData) -> None:
+            try:
+                outcome.append(stream.stop(2))
+            except Exception as exc:  # the failure this test guards against
+                outcome.append(exc)
+
+        stream.add_consumer(stopper)
+        stream.start()
+        c.collect_event("s", "m")
+        assert wait_until(lambda: bool(outcome))
+        assert outcome == [False]
+        assert not stream.is_running
+        c.close()
+
+
+class TestConsumerDropsInCollectorStats:
+    def test_records_a_lagging_consumer_skipped_are_counted_by_the_collector(self) -> None:
+        """collector.stats()['consumer_dropped'] counts what a stuck consumer lost."""
+        c = collector(realtime_mode=True)
+        stream = TelemetryStream(c, MemoryStorage(), max_pending=1)
+        release = threading.Event()
+        stream.add_consumer(lambda data: release.wait(10), name="stuck")
+        stream.start()
+        for i in range(5):
+            c.collect_event("s", str(i))
+            c.flush(5)
+        assert wait_until(lambda: c.stats()["consumer_dropped"] >= 3)
+        release.set()
+        stream.stop(5)
+        c.close()
+
+
+class TestExit:
+    def test_consumers_receive_the_last_batch_at_interpreter_exit(self) -> None:
+        """A program that never stops its stream still delivers the final batch to consumers."""
+        import subprocess
+        import sys
+        import textwrap
+
+        code = textwrap.dedent(
+            """
+            import time
+            from telemetry import TelemetryCollector, TelemetryConfig
+            from telemetry.storage import MemoryStorage
+            from telemetry.streaming import TelemetryStream
+            c = TelemetryCollector(TelemetryConfig(flush_interval=3600))
+            s = TelemetryStream(c, MemoryStorage(), interval=3600)
+            def slow(data):
+                time.sleep(0.1)
+                print("consumer saw", len(data.events), flush=True)
+            s.add_consumer(slow)
+            s.start()
+            for i in range(7):
+                c.collect_event("job", str(i))
+            """
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert "consumer saw 7" in result.stdout

@@ -107,6 +107,7 @@ class TelemetryCollector:
             self.collect_event = _disabled_record  # type: ignore[method-assign]
             self.collect_metric = _disabled_record  # type: ignore[method-assign]
         else:
+            _ = self.storage  # build it now: a bad backend fails here, loudly, not in the pump
             self._start_pump()
         _LIVE.add(self)
 
@@ -130,7 +131,11 @@ class TelemetryCollector:
         self._dropped: dict[str, int] = {}
         self._flushed = 0
         self._storage_errors = 0
+        self._failures_in_a_row = 0
+        self._stop_deadline = 0.0
+        self._instrument_points = 0
         self._consumer_errors = 0
+        self._consumer_dropped = 0
         self._cardinality_overflow = 0
         self._tag_sets: dict[str, set[frozenset[tuple[str, str]]]] = {}
         self._tag_keys: set[tuple[str, bytes]] = set()
@@ -316,6 +321,8 @@ class TelemetryCollector:
         return record
 
     def _count_drop(self, reason: str, is_event: bool, n: int = 1) -> None:
+        if not n:
+            return
         with self._lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + n
             if is_event:
@@ -403,14 +410,18 @@ class TelemetryCollector:
         self._next_flush = time.monotonic() + self._interval()
         while True:
             self._idle = True
-            if not self._stopping and self._flush_requested == self._flush_completed:
+            if self._flush_requested == self._flush_completed:
                 waiting = len(self._events) + len(self._metrics)
-                if waiting < self._wake_at or self._unstored:
+                timeout = None
+                if self._stopping:
+                    if self._unstored and not waiting:  # retry until close()'s deadline
+                        timeout = min(self._retry_delay(), self._stop_deadline - time.monotonic())
+                elif waiting < self._wake_at or self._unstored:
                     timeout = self._next_flush - time.monotonic()
                     if self._unstored:
                         timeout = min(timeout, self._retry_delay())
-                    if timeout > 0:
-                        self._wake.wait(timeout)
+                if timeout is not None and timeout > 0:
+                    self._wake.wait(timeout)
             self._wake.clear()
             self._idle = False
             stopping = self._stopping
@@ -428,11 +439,13 @@ class TelemetryCollector:
                 with self._done:
                     self._flush_completed = requested
                     self._done.notify_all()
-            if stopping and not (self._events or self._metrics):
+            drained = not (self._events or self._metrics or self._unstored)
+            if stopping and (drained or time.monotonic() >= self._stop_deadline):
                 return
 
     def _retry_delay(self) -> float:
-        return min(_STORE_RETRY_MAX, 0.05 * 2.0 ** min(self._storage_errors, 10))
+        # Exponential in the failures since the last success, capped.
+        return min(_STORE_RETRY_MAX, 0.05 * 2.0 ** min(self._failures_in_a_row, 10))
 
     def _take(self) -> TelemetryData:
         events, metrics = self._events, self._metrics
@@ -450,13 +463,15 @@ class TelemetryCollector:
     def _pump_once(self, with_instruments: bool) -> None:
         while self._to_fold:
             self._to_fold.popleft().fold()
-        batch = self._take()
-        if with_instruments:
-            batch.metrics.extend(self._collect_instruments(_ns()))
-        if batch.metrics:
-            self._limit_cardinality(batch.metrics)
         route = self._route
         storage = route.storage if route is not None else self.storage
+        batch = self._take()
+        if with_instruments:
+            points = self._collect_instruments(_ns())
+            self._instrument_points += len(points)
+            batch.metrics.extend(points)
+        if batch.metrics:
+            self._limit_cardinality(batch.metrics)
         self._retry_unstored(storage)
         if batch:
             if self._unstored:  # keep order: nothing overtakes a batch awaiting retry
@@ -471,10 +486,12 @@ class TelemetryCollector:
             storage.store(batch)
         except Exception as exc:
             self._storage_errors += 1
+            self._failures_in_a_row += 1
             if self._storage_errors == 1 or self._storage_errors % 100 == 0:
                 _log.error("telemetry: storage write failed (will retry): %s", exc)
             self._keep_unstored(batch)
             return False
+        self._failures_in_a_row = 0
         self._flushed += len(batch)
         return True
 
@@ -537,9 +554,11 @@ class TelemetryCollector:
         """Deliver everything recorded so far (instruments included) and wait for it.
 
         Returns:
-            True when the delivery finished within ``timeout`` seconds (``None``:
-            wait as long as it takes); False otherwise, or when called from the
-            dispatch thread itself (a consumer), where waiting would deadlock.
+            True when everything was stored within ``timeout`` seconds (``None``:
+            wait as long as it takes) and handed to the stream's consumers, if
+            any. False on timeout, when a failed storage write still awaits its
+            retry, or when called on the dispatch thread itself (a sink), where
+            waiting would deadlock.
         """
         pump = self._pump
         if pump is None or not pump.is_alive():
@@ -551,7 +570,8 @@ class TelemetryCollector:
             target = self._flush_requested
         self._signal()
         with self._done:
-            return self._done.wait_for(lambda: self._flush_completed >= target, timeout)
+            done = self._done.wait_for(lambda: self._flush_completed >= target, timeout)
+        return done and not self._unstored
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush and stop; later records are dropped (reason ``closed``). Idempotent.
@@ -571,37 +591,55 @@ class TelemetryCollector:
         timeout = self.config.shutdown_timeout if timeout is None else timeout
         pump = self._pump
         if pump is not None and pump.is_alive():
+            # Retries of failed writes stop a little before the join gives up.
+            self._stop_deadline = time.monotonic() + timeout * 0.8
             self._stopping = True
             self._signal()
             pump.join(timeout)
         with self._space:
             self._space.notify_all()
         complete = pump is None or not pump.is_alive()
-        left_e, left_m = len(self._events), len(self._metrics)
-        if not complete and (left_e or left_m):
-            self._count_drop("close_timeout", True, left_e)
-            self._count_drop("close_timeout", False, left_m)
-        if complete and self._unstored:
-            for lost in self._unstored:
-                self._count_drop("storage_error", True, len(lost.events))
-                self._count_drop("storage_error", False, len(lost.metrics))
-            self._unstored.clear()
+        # Whatever is still buffered now will never be delivered (the sink is
+        # stuck or the deadline passed): take it out so it is counted once, as
+        # dropped, and cannot be stored later.
+        abandoned = self._take()
+        left_e, left_m = len(abandoned.events), len(abandoned.metrics)
+        self._events_taken -= left_e
+        self._metrics_taken -= left_m
+        self._count_drop("close_timeout", True, left_e)
+        self._count_drop("close_timeout", False, left_m)
+        unstored = 0
+        while self._unstored:
+            try:
+                lost = self._unstored.popleft()
+            except IndexError:  # the pump took it for a last retry
+                break
+            unstored += len(lost)
+            self._count_drop("storage_error", True, len(lost.events))
+            self._count_drop("storage_error", False, len(lost.metrics))
         owns_storage = self._given_storage is None and not isinstance(
             self.config.storage_backend, Storage
         )
         if complete and owns_storage and self._storage is not None:
             self._storage.close()
         _LIVE.discard(self)
-        return complete and not (left_e or left_m)
+        return complete and not (left_e or left_m or unstored)
 
     def stats(self) -> dict[str, Any]:
         """Counts of what happened to the records so far.
 
-        Keys: ``events_collected``, ``metrics_collected``, ``records_flushed``
-        (stored), ``records_dropped``, ``dropped_by_reason``, ``buffered``,
-        ``consumer_errors``, ``storage_errors``, ``awaiting_retry`` (records
-        whose storage write failed and will be retried), ``cardinality_overflow``
-        (points moved to the overflow series) and ``instruments``.
+        Keys: ``events_collected`` and ``metrics_collected`` (accepted calls),
+        ``instrument_points`` (points the instruments emitted), ``records_flushed``
+        (stored), ``records_dropped`` and ``dropped_by_reason``, ``buffered``,
+        ``awaiting_retry`` (records whose storage write failed and will be
+        retried), ``storage_errors``, ``consumer_errors``, ``consumer_dropped``
+        (records a lagging consumer skipped; the storage has them),
+        ``cardinality_overflow`` (points moved to the overflow series) and
+        ``instruments``.
+
+        Once the storage has taken everything: ``events_collected +
+        metrics_collected + instrument_points == records_flushed + buffered +
+        awaiting_retry + records_dropped``.
         """
         with self._lock:
             dropped = dict(self._dropped)
@@ -611,6 +649,7 @@ class TelemetryCollector:
         return {
             "events_collected": self._events_taken + ev_buf + ev_dropped,
             "metrics_collected": self._metrics_taken + m_buf + m_dropped,
+            "instrument_points": self._instrument_points,
             "records_flushed": self._flushed,
             "records_dropped": ev_dropped + m_dropped,
             "dropped_by_reason": dropped,
@@ -619,12 +658,17 @@ class TelemetryCollector:
             "storage_errors": self._storage_errors,
             "awaiting_retry": sum(len(b) for b in self._unstored),
             "cardinality_overflow": self._cardinality_overflow,
+            "consumer_dropped": self._consumer_dropped,
             "instruments": len(self._instruments),
         }
 
     def _count_consumer_error(self) -> None:
         with self._lock:
             self._consumer_errors += 1
+
+    def _count_consumer_drop(self, records: int) -> None:
+        with self._lock:
+            self._consumer_dropped += records
 
     def __enter__(self) -> TelemetryCollector:
         return self
@@ -643,7 +687,7 @@ class TelemetryCollector:
         pump_was_running = self._pump is not None and not self._closed
         self._init_state()
         for inst in self._instruments.values():
-            inst._reset_lock()
+            inst._reset_after_fork()
         if pump_was_running and self.config.enabled:
             self._start_pump()
 

@@ -155,8 +155,15 @@ class TelemetryConfig:
             var = "RIMP_" + f.name.upper()
             if var in env:
                 values[f.name] = _parse_env(var, f.name, env[var])
+        from_env = {name for name in values if name not in overrides}
         values.update(overrides)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            field_name = str(exc).split("=", 1)[0]
+            if field_name in from_env:  # name the variable the user actually set
+                raise ConfigError(f"RIMP_{field_name.upper()}: {exc}") from None
+            raise
 
     def resolved_storage_path(self) -> Path:
         """The storage path, or the default for the chosen backend (``./rimp-data``)."""

@@ -105,9 +105,10 @@ def run_demo(*, duration: float, out: str, rate: float, quiet: bool) -> int:
     collector.close()
 
     print("\n== stored in", path.resolve())
-    for b in storage.count_events(bucket=3600, group_by=["event_type"]):
+    whole_run = 2**31  # one epoch-aligned bucket (1970-2038) holds the whole run
+    for b in storage.count_events(bucket=whole_run, group_by=["event_type"]):
         print(f"   {b.tags['event_type']:<8} {int(b.value):>6} events")
-    for b in storage.aggregate("response_time", agg="p95", bucket=3600, group_by=["service"]):
+    for b in storage.aggregate("response_time", agg="p95", bucket=whole_run, group_by=["service"]):
         print(
             f"   p95 response_time {b.tags['service']:<8} {b.value:7.1f} ms over {b.count} points"
         )

@@ -57,7 +57,8 @@ class Instrument:
     def _point(self, name: str, value: float, now_ns: int) -> Metric:
         return Metric(name, value, self.unit, dict(self.tags), now_ns, new_id())
 
-    def _reset_lock(self) -> None:
+    def _reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock; what the parent recorded is the parent's to report."""
         self._lock = threading.Lock()
 
 
@@ -90,6 +91,10 @@ class Counter(Instrument):
         lock.acquire()
         self._value += amount
         lock.release()
+
+    def _reset_after_fork(self) -> None:
+        super()._reset_after_fork()
+        self._value = 0.0
 
     def collect(self, now_ns: int) -> list[Metric]:
         """A point with the increase since the last collection, if any."""
@@ -195,6 +200,12 @@ class Histogram(Instrument):
         lock.release()
         if self._on_full is not None:
             self._on_full(self)
+
+    def _reset_after_fork(self) -> None:
+        super()._reset_after_fork()
+        self._values = []
+        self._full = []
+        self._reset_folded()
 
     def fold(self) -> None:
         """Fold the full lists handed over by ``observe`` into the sketch.

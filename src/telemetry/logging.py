@@ -30,7 +30,8 @@ _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
     | {"message", "asctime", "taskName"}
 )
-_OWN_LOGGERS = "telemetry"
+_OWN = "telemetry"
+_OWN_PREFIX = "telemetry."
 
 
 def _event_type(levelno: int) -> EventType:
@@ -68,7 +69,8 @@ class TelemetryHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Record one log record as an event (never raises into the logging call)."""
-        if getattr(self._local, "busy", False) or record.name.startswith(_OWN_LOGGERS):
+        name = record.name
+        if getattr(self._local, "busy", False) or name == _OWN or name.startswith(_OWN_PREFIX):
             return  # RIMP logging about itself while handling a record: do not recurse
         self._local.busy = True
         try:

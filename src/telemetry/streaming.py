@@ -15,6 +15,7 @@ functions (each async consumer runs on its own event loop in its worker).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import logging
 import os
@@ -27,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from telemetry.collector import Route, TelemetryCollector
-from telemetry.errors import TelemetryError
+from telemetry.errors import ConfigError, TelemetryError
 from telemetry.models import TelemetryData
 from telemetry.storage import Storage
 
@@ -47,6 +48,7 @@ class _ConsumerWorker:
         name: str,
         max_pending: int,
         on_error: Callable[[], None],
+        on_drop: Callable[[int], None],
     ) -> None:
         self.fn = fn
         self.name = name
@@ -55,6 +57,7 @@ class _ConsumerWorker:
             getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
         )
         self._on_error = on_error
+        self._on_drop = on_drop
         self.delivered = 0
         self.errors = 0
         self.dropped_batches = 0
@@ -77,12 +80,13 @@ class _ConsumerWorker:
 
     def offer(self, batch: TelemetryData) -> None:
         with self._cond:
-            if len(self._queue) >= self.max_pending:
-                lost = self._queue.popleft()
-                self.dropped_batches += 1
-                self.dropped_records += len(lost)
+            lost = self._queue.popleft() if len(self._queue) >= self.max_pending else None
             self._queue.append(batch)
             self._cond.notify()
+        if lost is not None:
+            self.dropped_batches += 1
+            self.dropped_records += len(lost)
+            self._on_drop(len(lost))
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop() if self.is_async else None
@@ -126,6 +130,11 @@ class _ConsumerWorker:
         return True
 
     def stop(self, deadline: float) -> bool:
+        if threading.current_thread() is self._thread:
+            # A consumer stopping its own stream: it cannot wait for itself.
+            with self._cond:
+                self._stopping = True
+            return False
         done = self.drain(deadline)
         with self._cond:
             self._stopping = True
@@ -177,7 +186,7 @@ class TelemetryStream:
         if interval is not None and (
             not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0
         ):
-            raise TelemetryError(f"interval={interval!r}: must be a number of seconds above 0")
+            raise ConfigError(f"interval={interval!r}: must be a number of seconds above 0")
         self.collector = collector
         self.storage = storage if storage is not None else collector.storage
         self.interval = float(interval) if interval is not None else collector.config.flush_interval
@@ -202,7 +211,11 @@ class TelemetryStream:
             n += 1
             label = f"{base}#{n}"
         worker = _ConsumerWorker(
-            consumer, label, self.max_pending, self.collector._count_consumer_error
+            consumer,
+            label,
+            self.max_pending,
+            self.collector._count_consumer_error,
+            self.collector._count_consumer_drop,
         )
         with self._lock:
             self._workers = [*self._workers, worker]
@@ -298,5 +311,17 @@ def _reinit_streams_after_fork() -> None:
         stream._after_fork_in_child()
 
 
+def _stop_all_at_exit() -> None:
+    # Registered after the collector's exit hook, so it runs first (atexit is
+    # LIFO): the streams drain into their storage and consumers, then the
+    # collectors close.
+    for stream in list(_STREAMS):
+        try:
+            stream.stop()
+        except Exception:
+            _log.exception("telemetry: stopping a stream at exit failed")
+
+
+atexit.register(_stop_all_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinit_streams_after_fork)

@@ -102,7 +102,9 @@ def event_type_value(event_type: EventType | str | None) -> str | None:
     if event_type is None:
         return None
     try:
-        return EventType(event_type).value
+        if isinstance(event_type, EventType):
+            return event_type.value
+        return EventType(event_type.lower() if isinstance(event_type, str) else event_type).value
     except ValueError:
         choices = ", ".join(t.value for t in EventType)
         raise ValidationError(f"event_type={event_type!r}: must be one of {choices}") from None
