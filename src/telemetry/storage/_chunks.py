@@ -4,6 +4,8 @@ Each column (times, values, ids) is a blob whose first byte names its codec:
 
 - ``R`` (raw): plain 8-byte arrays (ids as a JSON list). Cheap to write; used
   for the small chunks each ``store()`` writes, which are soon merged.
+- ``D`` (decimal values): values that are exactly decimals of at most six
+  digits are stored as scaled integers, delta-encoded, shuffled and zlib'd.
 - ``Z`` (compressed): for merged chunks. Times become first value + deltas,
   then every 8-byte column is byte-shuffled (all first bytes, then all second
   bytes...) and zlib-compressed: shuffling puts the slowly changing high bytes
@@ -39,6 +41,9 @@ _WIDTH = 8
 _LEVEL = 6
 _RAW = b"R"
 _ZLIB = b"Z"
+_DECIMAL = b"D"
+_MAX_DIGITS = 6
+_SCALES = tuple(10.0**k for k in range(_MAX_DIGITS + 1))
 _HEX_IDS = b"H"
 _JSON_IDS = b"J"
 _HEX16 = re.compile(r"(?:[0-9a-f]{16})*")
@@ -75,6 +80,15 @@ def _deltas(numbers: Sequence[int]) -> list[int]:
     return out
 
 
+def _zigzag(numbers: Sequence[int]) -> list[int]:
+    # Small negative numbers become small positive ones, so their high bytes are zero.
+    return [(n << 1) ^ (n >> 63) for n in numbers]
+
+
+def _unzigzag(numbers: Sequence[int]) -> list[int]:
+    return [(n >> 1) ^ -(n & 1) for n in numbers]
+
+
 def _running_sum(deltas: Sequence[int]) -> list[int]:
     out: list[int] = []
     total = 0
@@ -99,16 +113,54 @@ def decode_times(blob: bytes) -> list[int]:
     return _running_sum(_unpack("q", blob[1:], False))
 
 
+def _decimal_digits(values: Sequence[float]) -> tuple[int, list[int]] | None:
+    """The fewest decimal digits ``k`` (0-6) for which every value is exactly
+    ``round(v * 10**k) / 10**k``, with those integers; None if there is none.
+
+    Telemetry values are mostly counts or numbers rounded to a few decimals;
+    as scaled integers they have far fewer random bits than their float64
+    mantissas (the idea of VictoriaMetrics' decimal encoding). The check uses
+    the decoder's own arithmetic, so the round trip is exact by construction.
+    """
+    if not values:
+        return None
+    sample = values[:32]
+    try:
+        for k in range(_MAX_DIGITS + 1):
+            scale = _SCALES[k]
+            if all(round(v * scale) / scale == v for v in sample):
+                break
+        else:
+            return None
+        ints = [round(v * scale) for v in values]
+    except (OverflowError, ValueError):  # inf or nan: not a decimal
+        return None
+    if max(map(abs, ints)) >= 2**53:
+        return None
+    # Bitwise comparison: also refuses -0.0, which equals 0.0 but would lose its sign.
+    if array.array("d", [m / scale for m in ints]).tobytes() != array.array("d", values).tobytes():
+        return None
+    return k, ints
+
+
 def encode_values(values: Sequence[float], *, compress: bool) -> bytes:
-    """Encode float values exactly."""
+    """Encode float values exactly (as scaled decimal integers when that is exact)."""
     if not compress:
         return _RAW + array.array("d", values).tobytes()
+    decimal = _decimal_digits(values)
+    if decimal is not None:
+        k, ints = decimal
+        return _DECIMAL + bytes((k,)) + _pack("q", _zigzag(_deltas(ints)))
     return _ZLIB + _pack("d", values)
 
 
 def decode_values(blob: bytes) -> list[float]:
     """Inverse of :func:`encode_values`."""
-    return _unpack("d", blob[1:], blob[:1] == _RAW).tolist()
+    codec = blob[:1]
+    if codec == _DECIMAL:
+        scale = _SCALES[blob[1]]
+        return [m / scale for m in _running_sum(_unzigzag(_unpack("q", blob[2:], False)))]
+    return _unpack("d", blob[1:], codec == _RAW).tolist()
 
 
 def encode_ids(ids: Sequence[str], *, compress: bool) -> bytes:
@@ -118,7 +170,7 @@ def encode_ids(ids: Sequence[str], *, compress: bool) -> bytes:
     if set(map(len, ids)) == {16} and _HEX16.fullmatch("".join(ids)):
         numbers = list(map(int, ids, repeat(16)))
         if max(numbers, default=0) < 2**63:
-            return _ZLIB + _HEX_IDS + _pack("q", _deltas(numbers))
+            return _ZLIB + _HEX_IDS + _pack("q", _zigzag(_deltas(numbers)))
     return _ZLIB + _JSON_IDS + zlib.compress(_encode_json(ids), _LEVEL)
 
 
@@ -127,5 +179,5 @@ def decode_ids(blob: bytes) -> list[str]:
     if blob[:1] == _RAW:
         return _decode_strs(blob[1:])
     if blob[1:2] == _HEX_IDS:
-        return list(map(_format_id, _running_sum(_unpack("q", blob[2:], False))))
+        return list(map(_format_id, _running_sum(_unzigzag(_unpack("q", blob[2:], False)))))
     return _decode_strs(zlib.decompress(blob[2:]))
