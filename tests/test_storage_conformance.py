@@ -194,6 +194,27 @@ class TestQueryEvents:
         assert [e.message for e in storage.query_events(search="full ON")] == ["Disk FULL on /var"]
         assert storage.query_events(search="cpu") == []
 
+    def test_search_folds_unicode_case_and_takes_wildcards_literally(
+        self, storage: Storage
+    ) -> None:
+        """Search casefolds beyond ASCII (ß matches ss) and treats % and _ as plain text."""
+        put(
+            storage,
+            [
+                event("Hauptstraße gesperrt", t=1),
+                event("ÉCHEC de connexion", t=2),
+                event("disk 100% used_by tmp", t=3),
+                event("disk 1000 usedXby tmp", t=4),
+            ],
+        )
+        assert [e.message for e in storage.query_events(search="STRASSE")] == [
+            "Hauptstraße gesperrt"
+        ]
+        assert [e.message for e in storage.query_events(search="échec")] == ["ÉCHEC de connexion"]
+        assert [e.message for e in storage.query_events(search="100% used_")] == [
+            "disk 100% used_by tmp"
+        ]
+
     def test_limit_returns_the_newest(self, storage: Storage) -> None:
         """``limit`` keeps the newest events; the default is 100; ``None`` means all."""
         put(storage, [event(str(i), t=i) for i in range(150)])
