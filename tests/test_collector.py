@@ -384,3 +384,61 @@ class TestRobustness:
                 1,
                 2,
             )
+
+
+class TestSubmit:
+    def test_a_submitted_batch_is_stored_whole_then_acknowledged(self) -> None:
+        """submit() stores the batch in one storage write and then calls ack(True)."""
+        from telemetry import TelemetryData
+        from telemetry.models import new_id
+
+        storage = MemoryStorage(max_records=None)
+        writes: list[int] = []
+        original = storage.store
+
+        def counting_store(data: TelemetryData) -> None:
+            writes.append(len(data))
+            original(data)
+
+        storage.store = counting_store  # type: ignore[method-assign]
+        acked = threading.Event()
+        results: list[bool] = []
+        with make(storage) as c:
+            batch = TelemetryData(
+                [Event("s", str(i), EventType.INFO, {}, i, new_id()) for i in range(50)],
+                [Metric("x", 1.0, "", {}, 1, new_id())],
+            )
+            c.submit(batch, lambda ok: (results.append(ok), acked.set()))
+            assert acked.wait(5)
+            assert results == [True]
+            assert writes == [51]
+            assert c.stats()["events_collected"] == 50
+            assert c.pending() == 0
+
+    def test_acks_wait_for_a_failing_storage_and_report_failure_at_close(self) -> None:
+        """A batch whose write keeps failing is acknowledged False once given up on."""
+        from telemetry import TelemetryData
+        from telemetry.models import new_id
+
+        results: list[bool] = []
+        c = make(FlakyStorage(failures=10**9))
+        c.submit(
+            TelemetryData([Event("s", "m", EventType.INFO, {}, 1, new_id())], []),
+            results.append,
+        )
+        assert wait_until(lambda: c.stats()["awaiting_retry"] == 1)
+        assert results == []
+        assert c.pending() == 1
+        c.close(0.3)
+        assert results == [False]
+        assert c.stats()["dropped_by_reason"] == {"storage_error": 1}
+
+    def test_submit_after_close_is_refused(self) -> None:
+        """A closed collector acknowledges a submitted batch with False at once."""
+        from telemetry import TelemetryData
+
+        c = make()
+        c.close()
+        results: list[bool] = []
+        c.submit(TelemetryData(), results.append)
+        assert results == [False]

@@ -45,6 +45,10 @@ _MAX_KNOWN_KEYS = 1_000_000  # bound on the fast-path cache of (name, encoded ta
 _encode_tags = msgspec.json.Encoder().encode
 
 
+Ack = Callable[[bool], None]
+"""Called once a submitted batch is stored (True) or given up on (False)."""
+
+
 class Route:
     """Where the pump sends batches: a storage, an optional fan-out and an interval.
 
@@ -139,7 +143,12 @@ class TelemetryCollector:
         self._cardinality_overflow = 0
         self._tag_sets: dict[str, set[frozenset[tuple[str, str]]]] = {}
         self._tag_keys: set[tuple[str, bytes]] = set()
-        self._unstored: deque[TelemetryData] = deque()
+        # Batches whose storage write failed, with the acknowledgements they carry.
+        self._unstored: deque[tuple[TelemetryData, list[Ack]]] = deque()
+        # Whole batches submitted with an acknowledgement (the server's ingest).
+        self._submitted: deque[tuple[TelemetryData, Ack]] = deque()
+        self._events_submitted = 0
+        self._metrics_submitted = 0
         self._to_fold: deque[Histogram] = deque()
         # realtime_mode is about delivering to stream consumers; alone, the collector
         # batches by flush_interval and buffer_size.
@@ -412,6 +421,8 @@ class TelemetryCollector:
             self._idle = True
             if self._flush_requested == self._flush_completed:
                 waiting = len(self._events) + len(self._metrics)
+                if self._submitted:  # someone awaits an acknowledgement: go now
+                    waiting = max(waiting, self._wake_at)
                 timeout = None
                 if self._stopping:
                     if self._unstored and not waiting:  # retry until close()'s deadline
@@ -439,7 +450,7 @@ class TelemetryCollector:
                 with self._done:
                     self._flush_completed = requested
                     self._done.notify_all()
-            drained = not (self._events or self._metrics or self._unstored)
+            drained = not (self._events or self._metrics or self._unstored or self._submitted)
             if stopping and (drained or time.monotonic() >= self._stop_deadline):
                 return
 
@@ -460,12 +471,50 @@ class TelemetryCollector:
                 self._space.notify_all()
         return batch
 
+    def _take_submitted(self, batch: TelemetryData) -> list[Ack]:
+        # Whole submitted batches join the delivery batch, so each is stored in
+        # the same storage write: all of it or none of it.
+        acks: list[Ack] = []
+        submitted = self._submitted
+        for _ in range(len(submitted)):
+            data, ack = submitted.popleft()
+            batch.events.extend(data.events)
+            batch.metrics.extend(data.metrics)
+            acks.append(ack)
+        return acks
+
+    # --- acknowledged batches (the server's ingest) ------------------------------------
+
+    def submit(self, data: TelemetryData, ack: Ack) -> None:
+        """Queue a whole, already validated batch; ``ack(True)`` runs once it is stored.
+
+        ``ack(False)`` runs if it is given up on (storage failing past close, or
+        the collector closed). ``ack`` runs on the dispatch thread: it must be
+        cheap and must not raise. The caller bounds what it submits (see
+        :meth:`pending`); this method never blocks or drops.
+        """
+        if self._closed or not self.config.enabled:
+            ack(False)
+            return
+        with self._lock:
+            self._events_submitted += len(data.events)
+            self._metrics_submitted += len(data.metrics)
+        self._submitted.append((data, ack))
+        self._signal()
+
+    def pending(self) -> int:
+        """Records accepted but not yet stored: buffered, submitted and awaiting retry."""
+        submitted = sum(len(d) for d, _ in list(self._submitted))
+        unstored = sum(len(b) for b, _ in list(self._unstored))
+        return len(self._events) + len(self._metrics) + submitted + unstored
+
     def _pump_once(self, with_instruments: bool) -> None:
         while self._to_fold:
             self._to_fold.popleft().fold()
         route = self._route
         storage = route.storage if route is not None else self.storage
         batch = self._take()
+        acks = self._take_submitted(batch) if self._submitted else []
         if with_instruments:
             points = self._collect_instruments(_ns())
             self._instrument_points += len(points)
@@ -475,13 +524,13 @@ class TelemetryCollector:
         self._retry_unstored(storage)
         if batch:
             if self._unstored:  # keep order: nothing overtakes a batch awaiting retry
-                self._keep_unstored(batch)
+                self._keep_unstored(batch, acks)
             else:
-                self._store(storage, batch)
+                self._store(storage, batch, acks)
             if route is not None and route.fanout is not None:
                 route.fanout(batch)
 
-    def _store(self, storage: Storage, batch: TelemetryData) -> bool:
+    def _store(self, storage: Storage, batch: TelemetryData, acks: list[Ack]) -> bool:
         try:
             storage.store(batch)
         except Exception as exc:
@@ -489,25 +538,30 @@ class TelemetryCollector:
             self._failures_in_a_row += 1
             if self._storage_errors == 1 or self._storage_errors % 100 == 0:
                 _log.error("telemetry: storage write failed (will retry): %s", exc)
-            self._keep_unstored(batch)
+            self._keep_unstored(batch, acks)
             return False
         self._failures_in_a_row = 0
         self._flushed += len(batch)
+        _acknowledge(acks, True)
         return True
 
-    def _keep_unstored(self, batch: TelemetryData) -> None:
-        self._unstored.append(batch)
-        held = sum(len(b) for b in self._unstored)
+    def _keep_unstored(self, batch: TelemetryData, acks: list[Ack]) -> None:
+        self._unstored.append((batch, acks))
+        held = sum(len(b) for b, _ in self._unstored)
         while held > self._capacity and len(self._unstored) > 1:
-            lost = self._unstored.popleft()
+            lost, lost_acks = self._unstored.popleft()
             held -= len(lost)
-            self._count_drop("storage_error", True, len(lost.events))
-            self._count_drop("storage_error", False, len(lost.metrics))
+            self._drop_unstored(lost, lost_acks)
+
+    def _drop_unstored(self, lost: TelemetryData, acks: list[Ack]) -> None:
+        self._count_drop("storage_error", True, len(lost.events))
+        self._count_drop("storage_error", False, len(lost.metrics))
+        _acknowledge(acks, False)
 
     def _retry_unstored(self, storage: Storage) -> None:
         while self._unstored:
-            batch = self._unstored.popleft()
-            if not self._store(storage, batch):
+            batch, acks = self._unstored.popleft()
+            if not self._store(storage, batch, acks):
                 # _store re-queued it at the back; put it back in front to keep order.
                 self._unstored.appendleft(self._unstored.pop())
                 return
@@ -611,12 +665,20 @@ class TelemetryCollector:
         unstored = 0
         while self._unstored:
             try:
-                lost = self._unstored.popleft()
+                lost, acks = self._unstored.popleft()
             except IndexError:  # the pump took it for a last retry
                 break
             unstored += len(lost)
-            self._count_drop("storage_error", True, len(lost.events))
-            self._count_drop("storage_error", False, len(lost.metrics))
+            self._drop_unstored(lost, acks)
+        while self._submitted:  # only when the pump is stuck: never taken, never stored
+            data, ack = self._submitted.popleft()
+            left_e += len(data.events)
+            left_m += len(data.metrics)
+            self._events_submitted -= len(data.events)
+            self._metrics_submitted -= len(data.metrics)
+            self._count_drop("close_timeout", True, len(data.events))
+            self._count_drop("close_timeout", False, len(data.metrics))
+            ack(False)
         owns_storage = self._given_storage is None and not isinstance(
             self.config.storage_backend, Storage
         )
@@ -647,8 +709,8 @@ class TelemetryCollector:
         ev_buf, m_buf = len(self._events), len(self._metrics)
         # Dropped-oldest records were counted when buffered; collected counts calls.
         return {
-            "events_collected": self._events_taken + ev_buf + ev_dropped,
-            "metrics_collected": self._metrics_taken + m_buf + m_dropped,
+            "events_collected": self._events_taken + ev_buf + ev_dropped + self._events_submitted,
+            "metrics_collected": self._metrics_taken + m_buf + m_dropped + self._metrics_submitted,
             "instrument_points": self._instrument_points,
             "records_flushed": self._flushed,
             "records_dropped": ev_dropped + m_dropped,
@@ -656,7 +718,7 @@ class TelemetryCollector:
             "buffered": ev_buf + m_buf,
             "consumer_errors": self._consumer_errors,
             "storage_errors": self._storage_errors,
-            "awaiting_retry": sum(len(b) for b in self._unstored),
+            "awaiting_retry": sum(len(b) for b, _ in list(self._unstored)),
             "cardinality_overflow": self._cardinality_overflow,
             "consumer_dropped": self._consumer_dropped,
             "instruments": len(self._instruments),
@@ -713,6 +775,14 @@ def _reinit_all_after_fork() -> None:
 atexit.register(_close_all_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinit_all_after_fork)
+
+
+def _acknowledge(acks: list[Ack], stored: bool) -> None:
+    for ack in acks:
+        try:
+            ack(stored)
+        except Exception:
+            _log.exception("telemetry: an acknowledgement callback failed")
 
 
 # --- cold helpers: validation errors and odd inputs ----------------------------------------
