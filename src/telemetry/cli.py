@@ -36,6 +36,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
 
+    serve = sub.add_parser(
+        "serve",
+        help="run the RIMP server (HTTP ingest, queries, live streams, /metrics)",
+        description=(
+            "Serves the HTTP API on HOST:PORT and stores into the embedded database in "
+            "--data-dir. SIGTERM or Ctrl-C stops accepting, drains everything accepted into "
+            "storage, then exits. Needs the 'server' extra."
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8787, help="port (default 8787)")
+    serve.add_argument(
+        "--data-dir", default="rimp-data", help="where the database lives (default ./rimp-data)"
+    )
+    serve.add_argument(
+        "--storage", default=None, help="a database path or sqlite:///PATH instead of --data-dir"
+    )
+    serve.add_argument(
+        "--token-file",
+        default=None,
+        help="bearer tokens, one 'TOKEN SCOPE[,SCOPE]' per line (scopes: ingest, read); "
+        "also RIMP_TOKENS='TOKEN:SCOPES;...'",
+    )
+    serve.add_argument(
+        "--demo", action="store_true", help="also generate synthetic traffic from fake services"
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=10 * 2**20, help="request body limit (10 MiB)"
+    )
+    serve.add_argument(
+        "--max-records", type=int, default=50_000, help="records per request limit (50,000)"
+    )
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
     db = sub.add_parser(
         "db",
         help="inspect, compact or export an embedded database file",
@@ -75,6 +109,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(duration=args.duration, out=args.out, rate=args.rate, quiet=args.quiet)
     if args.command == "db":
         return _db(args)
+    if args.command == "serve":
+        try:
+            from telemetry.server.run import serve
+        except ImportError as exc:
+            print(f"rimp serve: {exc}", file=sys.stderr)
+            return 2
+        return serve(
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            storage=args.storage,
+            token_file=args.token_file,
+            demo=args.demo,
+            max_body_bytes=args.max_body_bytes,
+            max_records=args.max_records,
+            log_level=args.log_level,
+        )
     _parser().print_help()
     return 0
 

@@ -14,7 +14,7 @@ from telemetry.models import EventType, TelemetryData
 from telemetry.storage import FileStorage
 from telemetry.streaming import TelemetryStream
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "run_traffic"]
 
 _COLOURS = {
     EventType.DEBUG: "\033[2m",
@@ -63,6 +63,18 @@ def _service(collector: TelemetryCollector, name: str, rate: float, stop: thread
             )
         elif roll < 0.08:
             collector.collect_event(name, f"{ep} served", EventType.INFO, {"endpoint": ep})
+
+
+def run_traffic(collector: TelemetryCollector, stop: threading.Event, rate: float = 20.0) -> None:
+    """Record synthetic traffic from the fake services until ``stop`` is set."""
+    threads = [
+        threading.Thread(target=_service, args=(collector, s, rate, stop), daemon=True)
+        for s in _SERVICES
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def run_demo(*, duration: float, out: str, rate: float, quiet: bool) -> int:

@@ -228,6 +228,9 @@ class DatabaseStorage(Storage):
             )
             self._maintenance.start()
 
+    def __repr__(self) -> str:
+        return self._label
+
     # --- opening -------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:

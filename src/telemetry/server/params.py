@@ -1,0 +1,92 @@
+"""Query parameters of the read endpoints: times, durations, tags, limits."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import datetime
+
+from telemetry.models import to_ns
+from telemetry.server.wire import IngestError
+
+__all__ = ["parse_bucket", "parse_limit", "parse_tags", "parse_time"]
+
+_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def _bad(field: str, message: str) -> IngestError:
+    return IngestError("invalid_parameter", message, field)
+
+
+def parse_time(text: str | None, field: str, now_ns: int | None = None) -> int | None:
+    """RFC 3339, Unix seconds (``1733040000.5``), relative (``-15m``, ``-1h``) or ``now``."""
+    if text is None or text == "":
+        return None
+    now = time.time_ns() if now_ns is None else now_ns
+    if text == "now":
+        return now
+    relative = _RELATIVE.match(text)
+    if relative:
+        return now - round(float(relative.group(1)) * _UNITS_S[relative.group(2)] * 1e9)
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds):
+            raise _bad(field, f"{field}={text!r}: must be finite")
+        return round(seconds * 1_000_000_000)
+    try:
+        return to_ns(datetime.fromisoformat(text))
+    except ValueError:
+        raise _bad(
+            field,
+            f"{field}={text!r}: must be RFC 3339, Unix seconds, relative like -15m, or now",
+        ) from None
+
+
+def parse_bucket(text: str | None, default: float = 60) -> float:
+    """A bucket width: seconds (``60``) or with a unit (``30s``, ``1m``, ``1h``, ``1d``)."""
+    if text is None or text == "":
+        return default
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?", text)
+    if not found:
+        raise _bad("bucket", f"bucket={text!r}: must be seconds or a duration like 30s, 5m, 1h")
+    seconds = float(found.group(1)) * _UNITS_S[found.group(2) or "s"]
+    if seconds < 0.001:
+        raise _bad("bucket", f"bucket={text!r}: must be at least 1 ms")
+    return seconds
+
+
+def parse_limit(text: str | None, default: int, maximum: int) -> int:
+    """A positive integer no greater than ``maximum``."""
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise _bad("limit", f"limit={text!r}: must be an integer") from None
+    if not 1 <= value <= maximum:
+        raise _bad("limit", f"limit={value}: must be between 1 and {maximum}")
+    return value
+
+
+def parse_tags(values: list[str]) -> dict[str, str] | None:
+    """``k:v`` pairs (repeatable, or comma-separated) into a dict."""
+    tags: dict[str, str] = {}
+    for value in values:
+        for pair in value.split(","):
+            if not pair:
+                continue
+            key, sep, val = pair.partition(":")
+            if not sep or not key:
+                raise _bad("tags", f"tags={pair!r}: must be key:value")
+            tags[key] = val
+    return tags or None
+
+
+def parse_list(values: list[str]) -> list[str]:
+    """Repeatable or comma-separated values into one list."""
+    return [item for value in values for item in value.split(",") if item]

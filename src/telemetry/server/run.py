@@ -1,0 +1,83 @@
+"""``rimp serve``: run the server under uvicorn, refusing unsafe setups."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from telemetry.errors import StorageError
+from telemetry.server.app import ServerSettings, create_app
+from telemetry.server.auth import TokenError, Tokens, is_loopback
+from telemetry.server.wire import Limits
+from telemetry.storage import Storage
+
+__all__ = ["serve"]
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    data_dir: str = "rimp-data",
+    storage: str | None = None,
+    token_file: str | None = None,
+    demo: bool = False,
+    max_body_bytes: int = 10 * 2**20,
+    max_records: int = 50_000,
+    log_level: str = "info",
+) -> int:
+    """Run until SIGTERM/SIGINT, then drain the pipeline into storage; return the exit code."""
+    try:
+        tokens = Tokens.load(token_file, os.environ.get("RIMP_TOKENS"))
+    except (TokenError, OSError) as exc:
+        print(f"rimp serve: {exc}", file=sys.stderr)
+        return 2
+    if not tokens.enabled and not is_loopback(host):
+        print(
+            f"rimp serve: refusing to listen on {host} without tokens: anyone could read and "
+            "write your telemetry. Give --token-file or RIMP_TOKENS, or bind to 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        backend = _storage(storage, data_dir)
+    except StorageError as exc:
+        print(f"rimp serve: {exc}", file=sys.stderr)
+        return 2
+    settings = ServerSettings(
+        storage=backend,
+        data_dir=data_dir,
+        tokens=tokens,
+        limits=Limits(max_body_bytes=max_body_bytes, max_records=max_records),
+        demo=demo,
+    )
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+    auth = "tokens required" if tokens.enabled else "open (loopback, no tokens)"
+    print(f"RIMP serving http://{host}:{port} - storage {backend}, {auth}", flush=True)
+    server.run()
+    return 0
+
+
+def _storage(url: str | None, data_dir: str) -> Storage:
+    from telemetry.storage import DatabaseStorage
+
+    if url is None:
+        return DatabaseStorage(Path(data_dir) / "telemetry.db")
+    if url.startswith("sqlite:///"):
+        return DatabaseStorage(url.removeprefix("sqlite:///"))
+    if "://" in url:
+        raise StorageError(f"--storage {url!r}: only sqlite:///PATH is supported by this release")
+    return DatabaseStorage(url)

@@ -1,0 +1,129 @@
+"""``/metrics``: the server's own figures and the last value of each stored series,
+in the Prometheus text exposition format (version 0.0.4)."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import TYPE_CHECKING
+
+from telemetry.models import SeriesInfo
+
+if TYPE_CHECKING:
+    from telemetry.server.app import ServerState
+
+__all__ = ["exposition", "sanitize_label", "sanitize_name"]
+
+_NAME_BAD = re.compile(r"[^a-zA-Z0-9_:]")
+_LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def sanitize_name(name: str) -> str:
+    """A metric name valid for Prometheus (``[a-zA-Z_:][a-zA-Z0-9_:]*``)."""
+    clean = _NAME_BAD.sub("_", name)
+    return clean if clean and not clean[0].isdigit() else "_" + clean
+
+
+def sanitize_label(name: str) -> str:
+    """A label name valid for Prometheus, never starting with ``__`` (reserved)."""
+    clean = _LABEL_BAD.sub("_", name)
+    if not clean or clean[0].isdigit():
+        clean = "_" + clean
+    return "x" + clean if clean.startswith("__") else clean
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(pairs: dict[str, str]) -> str:
+    if not pairs:
+        return ""
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(pairs.items()))
+    return "{" + inner + "}"
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def exposition(state: ServerState, series: list[SeriesInfo]) -> str:
+    """The whole ``/metrics`` page."""
+    stats = state.collector.stats()
+    hub = state.hub.stats()
+    lines: list[str] = []
+
+    def family(
+        name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float]]
+    ) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lines.append(f"{name}{_labels(labels)} {_number(value)}")
+
+    family(
+        "rimp_records_received_total",
+        "counter",
+        "Records accepted by the ingest endpoints and stored.",
+        [({"kind": k}, v) for k, v in sorted(state.received.items())],
+    )
+    family(
+        "rimp_records_rejected_total",
+        "counter",
+        "Records or requests refused at ingest, by reason.",
+        [({"reason": k}, v) for k, v in sorted(state.rejected.items())]
+        or [({"reason": "none"}, 0)],
+    )
+    family(
+        "rimp_records_dropped_total",
+        "counter",
+        "Records lost after acceptance, by reason.",
+        [({"reason": k}, v) for k, v in sorted(stats["dropped_by_reason"].items())]
+        or [({"reason": "none"}, 0)],
+    )
+    family("rimp_records_stored_total", "counter", "Records written to storage.",
+           [({}, stats["records_flushed"])])  # fmt: skip
+    family("rimp_storage_errors_total", "counter", "Failed storage writes.",
+           [({}, stats["storage_errors"])])  # fmt: skip
+    family("rimp_queue_depth", "gauge", "Records accepted but not yet stored.",
+           [({}, state.collector.pending())])  # fmt: skip
+    family("rimp_live_clients", "gauge", "Connected SSE and WebSocket clients.",
+           [({}, hub["clients"])])  # fmt: skip
+    family("rimp_live_disconnected_slow_total", "counter",
+           "Live clients cut off for not keeping up.",
+           [({}, hub["disconnected_slow"])])  # fmt: skip
+    writes = state.storage_writes
+    family(
+        "rimp_ingest_store_latency_seconds",
+        "summary",
+        "Time from submitting a request's batch to its storage acknowledgement.",
+        [],
+    )
+    lines.append(f"rimp_ingest_store_latency_seconds_sum {_number(state.storage_seconds)}")
+    lines.append(f"rimp_ingest_store_latency_seconds_count {writes}")
+    family("rimp_uptime_seconds", "gauge", "Seconds since the server started.",
+           [({}, time.time() - state.started)])  # fmt: skip
+
+    by_name: dict[str, list[SeriesInfo]] = {}
+    for s in series:
+        by_name.setdefault(sanitize_name(s.name), []).append(s)
+    for clean, members in sorted(by_name.items()):
+        # never shadow the server's own families
+        name = "stored_" + clean if clean.startswith("rimp_") else clean
+        unit = members[0].unit
+        lines.append(f"# HELP {name} Last stored value of {members[0].name!r}"
+                     + (f" ({_escape(unit)})" if unit else "") + ".")  # fmt: skip
+        lines.append(f"# TYPE {name} gauge")
+        seen: set[str] = set()
+        for s in members:
+            labels = _labels({sanitize_label(k): v for k, v in s.tags.items()})
+            if labels in seen:  # two tag sets that sanitise alike: keep the first
+                continue
+            seen.add(labels)
+            lines.append(f"{name}{labels} {_number(s.last_value)} {s.last_time_ns // 1_000_000}")
+    return "\n".join(lines) + "\n"

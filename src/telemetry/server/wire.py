@@ -1,0 +1,371 @@
+"""The HTTP wire format: decoding ingest bodies into records, encoding records out.
+
+Bodies are decoded by msgspec straight into typed structs (one C pass), then
+each record gets the checks JSON types cannot express (finite values, sizes,
+known event types, times). A problem is reported as an :class:`IngestError`
+naming the field by its JSON path (``$[3].source``) and the rule.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from telemetry.models import Event, EventType, Metric, TelemetryData, new_id, to_ns
+
+__all__ = [
+    "IngestError",
+    "Limits",
+    "WireDecoder",
+    "event_to_wire",
+    "metric_to_wire",
+]
+
+_PATH = re.compile(r" - at `(\$[^`]*)`$")
+_EVENT_TYPES = {t.value: t for t in EventType}
+
+
+class IngestError(Exception):
+    """A request body or one of its records breaks a rule."""
+
+    def __init__(self, code: str, message: str, field: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.status = status
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``error`` object of the response body."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """Per-request and per-record limits of the ingest endpoints."""
+
+    max_body_bytes: int = 10 * 2**20
+    max_records: int = 50_000
+    max_metadata_bytes: int = 16_384
+    max_message_length: int = 65_536
+    max_tags: int = 32
+    max_tag_length: int = 256
+    max_name_length: int = 256
+
+
+class WireEvent(msgspec.Struct, forbid_unknown_fields=False):
+    """An event as a client sends it."""
+
+    source: str
+    message: str
+    type: str | None = None
+    event_type: str | None = None
+    metadata: dict[str, Any] = {}
+    timestamp: str | float | None = None
+    time_ns: int | None = None
+    id: str | None = None
+
+
+class WireMetric(msgspec.Struct, forbid_unknown_fields=False):
+    """A metric point as a client sends it."""
+
+    name: str
+    value: float
+    unit: str = ""
+    tags: dict[str, str] = {}
+    timestamp: str | float | None = None
+    time_ns: int | None = None
+    id: str | None = None
+
+
+class WireBatch(msgspec.Struct):
+    """The body of ``POST /api/v1/batch``."""
+
+    events: list[msgspec.Raw] = []
+    metrics: list[msgspec.Raw] = []
+
+
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+
+
+def _path_of(exc: msgspec.ValidationError, prefix: str) -> str | None:
+    found = _PATH.search(str(exc))
+    if not found:
+        return prefix or None
+    return prefix + found.group(1)[1:] if prefix else found.group(1)
+
+
+def _rule_of(exc: msgspec.ValidationError) -> str:
+    return _PATH.sub("", str(exc))
+
+
+def _time(ts: str | float | None, t_ns: int | None, field: str, now: int) -> int:
+    if t_ns is not None:
+        return t_ns
+    if ts is None:
+        return now
+    if isinstance(ts, str):
+        try:
+            return to_ns(datetime.fromisoformat(ts))
+        except ValueError:
+            raise IngestError(
+                "invalid_field",
+                f"timestamp {ts!r} is not an RFC 3339 time",
+                f"{field}.timestamp",
+            ) from None
+    if not math.isfinite(ts):
+        raise IngestError("invalid_field", "timestamp must be finite", f"{field}.timestamp")
+    return round(ts * 1_000_000_000)
+
+
+class WireDecoder:
+    """Decodes ingest bodies under the given :class:`Limits`."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._events = msgspec.json.Decoder(list[WireEvent])
+        self._event = msgspec.json.Decoder(WireEvent)
+        self._metrics = msgspec.json.Decoder(list[WireMetric])
+        self._metric = msgspec.json.Decoder(WireMetric)
+        self._raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+        self._batch = msgspec.json.Decoder(WireBatch)
+
+    # --- bodies ----------------------------------------------------------------
+
+    def decode(
+        self, kind: str, body: bytes, *, ndjson: bool, partial: bool
+    ) -> tuple[TelemetryData, list[dict[str, Any]]]:
+        """Decode a body of ``kind`` (``events``, ``metrics`` or ``batch``).
+
+        Returns:
+            The valid records, and (with ``partial``) the rejected ones as
+            ``{"index": i, "error": {...}}`` (plus ``"kind"`` for a batch).
+
+        Raises:
+            IngestError: the body is malformed or, without ``partial``, any
+                record is invalid; nothing of it is to be stored.
+        """
+        if kind == "batch":
+            return self._decode_batch(body, partial)
+        records, rejected = self._decode_kind(kind, body, ndjson, partial, "$")
+        if kind == "events":
+            return TelemetryData(records, []), rejected
+        return TelemetryData([], records), rejected
+
+    def _decode_batch(
+        self, body: bytes, partial: bool
+    ) -> tuple[TelemetryData, list[dict[str, Any]]]:
+        try:
+            batch = self._batch.decode(body)
+        except msgspec.ValidationError as exc:
+            raise IngestError("invalid_body", _rule_of(exc), _path_of(exc, "")) from None
+        except msgspec.DecodeError as exc:
+            raise IngestError("malformed_json", f"body is not valid JSON: {exc}") from None
+        self._check_count(len(batch.events) + len(batch.metrics))
+        events, rejected_e = self._convert_raws("events", batch.events, "$.events", partial)
+        metrics, rejected_m = self._convert_raws("metrics", batch.metrics, "$.metrics", partial)
+        rejected = [{"kind": "event", **r} for r in rejected_e]
+        rejected += [{"kind": "metric", **r} for r in rejected_m]
+        return TelemetryData(events, metrics), rejected
+
+    def _decode_kind(
+        self, kind: str, body: bytes, ndjson: bool, partial: bool, prefix: str
+    ) -> tuple[list[Any], list[dict[str, Any]]]:
+        one, many = (
+            (self._event, self._events) if kind == "events" else (self._metric, self._metrics)
+        )
+        start = body.lstrip()[:1]
+        try:
+            # The fast path: one C pass straight into typed records.
+            if ndjson:
+                wires: list[Any] = one.decode_lines(body)
+            elif start == b"[":
+                wires = many.decode(body)
+            elif start == b"{":
+                wires = [one.decode(body)]
+            else:
+                raise IngestError(
+                    "malformed_json", "body must be a JSON object, a JSON array or NDJSON lines"
+                )
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            # Find which record is at fault (and keep the others with ?partial=true).
+            return self._convert_raws(kind, self._split(body, ndjson), prefix, partial)
+        self._check_count(len(wires))
+        return self._convert(kind, wires, prefix, partial)
+
+    def _check_count(self, n: int) -> None:
+        if n > self.limits.max_records:
+            raise IngestError(
+                "too_many_records",
+                f"{n} records is over the limit of {self.limits.max_records} per request",
+                status=413,
+            )
+
+    def _split(self, body: bytes, ndjson: bool) -> list[msgspec.Raw]:
+        try:
+            if ndjson:
+                raws = [msgspec.Raw(line) for line in body.splitlines() if line.strip()]
+            elif body.lstrip()[:1] == b"[":
+                raws = self._raw_list.decode(body)
+            else:
+                msgspec.json.decode(body)  # a single object: is it JSON at all?
+                raws = [msgspec.Raw(body)]
+        except msgspec.DecodeError as exc:
+            raise IngestError("malformed_json", f"body is not valid JSON: {exc}") from None
+        self._check_count(len(raws))
+        return raws
+
+    def _convert_raws(
+        self, kind: str, raws: list[msgspec.Raw], prefix: str, partial: bool
+    ) -> tuple[list[Any], list[dict[str, Any]]]:
+        decode = self._event.decode if kind == "events" else self._metric.decode
+        wires: list[Any] = []
+        for i, raw in enumerate(raws):
+            field = f"{prefix}[{i}]"
+            try:
+                wires.append(decode(raw))
+            except msgspec.ValidationError as exc:
+                wires.append(IngestError("invalid_field", _rule_of(exc), _path_of(exc, field)))
+            except msgspec.DecodeError as exc:
+                wires.append(IngestError("malformed_json", f"not valid JSON: {exc}", field))
+        return self._convert(kind, wires, prefix, partial)
+
+    def _convert(
+        self, kind: str, wires: list[Any], prefix: str, partial: bool
+    ) -> tuple[list[Any], list[dict[str, Any]]]:
+        convert = self._event_of if kind == "events" else self._metric_of
+        now = time.time_ns()
+        out: list[Any] = []
+        rejected: list[dict[str, Any]] = []
+        for i, wire in enumerate(wires):
+            try:
+                if isinstance(wire, IngestError):
+                    raise wire
+                out.append(convert(wire, f"{prefix}[{i}]", now))
+            except IngestError as err:
+                if not partial:
+                    raise
+                rejected.append({"index": i, "error": err.to_json()})
+        return out, rejected
+
+    # --- records ---------------------------------------------------------------
+
+    def _event_of(self, w: WireEvent, field: str, now: int) -> Event:
+        lim = self.limits
+        kind_text = w.type if w.type is not None else w.event_type
+        if w.type is not None and w.event_type is not None and w.type != w.event_type:
+            raise IngestError(
+                "invalid_field", "type and event_type disagree; give one", f"{field}.type"
+            )
+        kind = _EVENT_TYPES.get((kind_text or "info").lower())
+        if kind is None:
+            raise IngestError(
+                "invalid_field",
+                f"type {kind_text!r} is not one of {', '.join(_EVENT_TYPES)}",
+                f"{field}.type",
+            )
+        if not w.source:
+            raise IngestError("invalid_field", "source must not be empty", f"{field}.source")
+        if len(w.source) > lim.max_name_length:
+            raise IngestError(
+                "invalid_field",
+                f"source is longer than {lim.max_name_length} characters",
+                f"{field}.source",
+            )
+        if len(w.message) > lim.max_message_length:
+            raise IngestError(
+                "invalid_field",
+                f"message is longer than {lim.max_message_length} characters",
+                f"{field}.message",
+            )
+        if w.metadata and len(_encode(w.metadata)) > lim.max_metadata_bytes:
+            raise IngestError(
+                "invalid_field",
+                f"metadata is over {lim.max_metadata_bytes} bytes as JSON",
+                f"{field}.metadata",
+            )
+        return Event(
+            w.source,
+            w.message,
+            kind,
+            w.metadata,
+            _time(w.timestamp, w.time_ns, field, now),
+            w.id or new_id(),
+        )
+
+    def _metric_of(self, w: WireMetric, field: str, now: int) -> Metric:
+        lim = self.limits
+        if not w.name:
+            raise IngestError("invalid_field", "name must not be empty", f"{field}.name")
+        if len(w.name) > lim.max_name_length:
+            raise IngestError(
+                "invalid_field",
+                f"name is longer than {lim.max_name_length} characters",
+                f"{field}.name",
+            )
+        if not math.isfinite(w.value):
+            raise IngestError("invalid_field", "value must be finite", f"{field}.value")
+        if len(w.tags) > lim.max_tags:
+            raise IngestError("invalid_field", f"more than {lim.max_tags} tags", f"{field}.tags")
+        for k, v in w.tags.items():
+            if len(k) > lim.max_tag_length or len(v) > lim.max_tag_length:
+                raise IngestError(
+                    "invalid_field",
+                    f"tag {k[:40]!r} is longer than {lim.max_tag_length} characters",
+                    f"{field}.tags",
+                )
+        return Metric(
+            w.name,
+            w.value,
+            w.unit,
+            w.tags,
+            _time(w.timestamp, w.time_ns, field, now),
+            w.id or new_id(),
+        )
+
+
+# --- records out ------------------------------------------------------------------
+
+
+def _rfc3339(ns: int) -> str:
+    seconds, frac = divmod(ns, 1_000_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{frac:09d}Z"
+
+
+def event_to_wire(e: Event) -> dict[str, Any]:
+    """An event as the API returns it (``timestamp`` RFC 3339 UTC and ``time_ns``)."""
+    return {
+        "id": e.id,
+        "source": e.source,
+        "message": e.message,
+        "type": e.event_type.value,
+        "metadata": e.metadata,
+        "timestamp": _rfc3339(e.time_ns),
+        "time_ns": e.time_ns,
+    }
+
+
+def metric_to_wire(m: Metric) -> dict[str, Any]:
+    """A metric point as the API returns it."""
+    return {
+        "id": m.id,
+        "name": m.name,
+        "value": m.value,
+        "unit": m.unit,
+        "tags": m.tags,
+        "timestamp": _rfc3339(m.time_ns),
+        "time_ns": m.time_ns,
+    }
+
+
+def rfc3339(ns: int) -> str:
+    """RFC 3339 UTC text of ``ns`` with nanoseconds."""
+    return _rfc3339(ns)
