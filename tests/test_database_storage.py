@@ -330,3 +330,50 @@ class TestFaults:
         with DatabaseStorage(path) as storage:
             assert len(storage.query_events(source="ok", limit=None)) == 100
             assert storage._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+class TestWriterRules:
+    def test_a_url_is_refused_not_taken_for_a_path(self, tmp_path: Path) -> None:
+        """A database URL raises StorageError instead of creating a file named like it."""
+        with pytest.raises(StorageError, match="database URLs"):
+            DatabaseStorage("postgresql://rimp@localhost/telemetry")
+        assert not Path("postgresql:").exists()
+
+    def test_a_second_writer_in_the_same_process_is_told_so(self, tmp_path: Path) -> None:
+        """Two writers in one process: the second is refused with a message saying so."""
+        path = tmp_path / "t.db"
+        with DatabaseStorage(path) as first, DatabaseStorage(path) as second:
+            first.store(TelemetryData(events(1), []))
+            with pytest.raises(StorageError, match="another DatabaseStorage in this process"):
+                second.store(TelemetryData(events(1), []))
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_a_forked_child_cannot_write_while_the_parent_does(self, tmp_path: Path) -> None:
+        """After fork the child reads through its own connection and is refused as a writer."""
+        path = tmp_path / "t.db"
+        storage = DatabaseStorage(path)
+        storage.store(TelemetryData(events(2), []))
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                seen = len(storage.query_events())
+                try:
+                    storage.store(TelemetryData(events(1), []))
+                    refused = False
+                except StorageError:
+                    refused = True
+                os.write(write_fd, f"{seen} {refused}".encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        _, status = os.waitpid(pid, 0)
+        report = os.read(read_fd, 100).decode()
+        os.close(read_fd)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert report == "2 True"
+        storage.store(TelemetryData(events(1), []))
+        assert len(storage.query_events()) == 3
+        storage.close()

@@ -218,11 +218,6 @@ class TestInfo:
         assert "not RIMP's" in result.stderr
         assert "Traceback" not in result.stderr
 
-    @pytest.mark.xfail(
-        reason="bug: readonly opens build the file: URI without quoting, so '#' or '?' in the "
-        "path cuts it (and drops mode=ro)",
-        strict=True,
-    )
     def test_a_path_with_a_hash_sign_is_read(self, tmp_path: Path, data: TelemetryData) -> None:
         """A database in a directory whose name holds '#' is read like any other."""
         path = tmp_path / "run#2" / "telemetry.db"
@@ -359,10 +354,6 @@ class TestExport:
         assert not target.exists()
         assert not missing.exists()
 
-    @pytest.mark.xfail(
-        reason="bug: an OSError opening the output file is not caught: traceback",
-        strict=True,
-    )
     def test_an_unwritable_output_exits_1_naming_it(self, db: Path, tmp_path: Path) -> None:
         """`-o` into a missing directory exits 1 with a one-line message naming the file."""
         target = tmp_path / "no-such-dir" / "out.jsonl"
@@ -409,11 +400,6 @@ class TestVacuum:
         with DatabaseStorage(path, readonly=True) as storage:
             assert storage.stats()["events"] == 100
 
-    @pytest.mark.xfail(
-        reason="bug: the size after is measured before the WAL that VACUUM filled is "
-        "checkpointed, so it reads larger than the file that remains",
-        strict=True,
-    )
     def test_the_reported_size_after_is_the_file_left(self, tmp_path: Path) -> None:
         """The size printed after `->` is the size of the file vacuum leaves (smaller here)."""
         path = tmp_path / "t.db"

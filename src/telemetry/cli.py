@@ -143,7 +143,7 @@ def _db(args: argparse.Namespace) -> int:
         if args.db_command == "vacuum":
             return dbtool.db_vacuum(path, sys.stdout)
         return dbtool.db_export(path, kind=args.kind, fmt=args.format, target=args.output)
-    except TelemetryError as exc:
+    except (TelemetryError, OSError) as exc:
         print(f"rimp db {args.db_command}: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # e.g. piped into head

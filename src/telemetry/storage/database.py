@@ -23,15 +23,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import urllib.parse
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -50,6 +54,8 @@ from telemetry.storage import _chunks, _query
 from telemetry.storage.base import Storage, TimeArg
 
 __all__ = ["SCHEMA_VERSION", "DatabaseStorage"]
+
+_log = logging.getLogger("telemetry.storage.database")
 
 MINUTE_NS = 60_000_000_000
 SCHEMA_VERSION = 1
@@ -140,6 +146,22 @@ _ROLLUP_VALUE = {
 _ROLLUP_AGGS = frozenset(_ROLLUP_VALUE)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _reads(method: _F) -> _F:
+    """Report SQLite errors of a read as StorageError naming the database."""
+
+    @functools.wraps(method)
+    def wrapper(self: DatabaseStorage, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self._label}: {method.__name__} failed: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _encode_fallback(obj: Any) -> Any:
     return str(obj)  # metadata JSON cannot carry is stored as its str()
 
@@ -202,6 +224,11 @@ class DatabaseStorage(Storage):
         maintenance_interval: float = 60.0,
         readonly: bool = False,
     ) -> None:
+        if "://" in str(path):
+            raise StorageError(
+                f"DatabaseStorage({str(path)!r}): database URLs (PostgreSQL) are not supported "
+                "by this release; give a SQLite file path"
+            )
         self.path = Path(path)
         self.retention_ns = None if retention is None else duration_ns(retention, "retention")
         self.raw_retention_ns = (
@@ -215,6 +242,7 @@ class DatabaseStorage(Storage):
         self._series = _Series()
         self._small: dict[int, int] = {}  # series id -> points in its small chunks
         self._write_errors = 0
+        self._merge_errors = 0
         self._conn = self._open()
         self._load_series()
         self._stop = threading.Event()
@@ -227,9 +255,20 @@ class DatabaseStorage(Storage):
                 daemon=True,
             )
             self._maintenance.start()
+        _LIVE.add(self)
 
     def __repr__(self) -> str:
         return self._label
+
+    def _after_fork_in_child(self) -> None:
+        # A SQLite connection must not cross a fork, and the writer lock is the
+        # parent's: the child gets its own connection and must claim the lock
+        # anew (which fails while the parent writes).
+        self._lock = threading.RLock()
+        self._lock_fd = None  # left open: closing it could not release the parent's lock
+        self._maintenance = None
+        if not self._closed:
+            self._conn = self._open()
 
     # --- opening -------------------------------------------------------------
 
@@ -238,9 +277,8 @@ class DatabaseStorage(Storage):
             if self.readonly:
                 if not self.path.exists():
                     raise StorageError(f"{self._label}: no such database file")
-                conn = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
-                )
+                uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -265,11 +303,9 @@ class DatabaseStorage(Storage):
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute("PRAGMA cache_size = -65536")
+            # No integrity scan here: it reads the whole file. Corruption met later
+            # surfaces as a StorageError from the operation that meets it.
             self._migrate(conn, fresh=not tables)
-            if not self.readonly:
-                result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-                if result != "ok":
-                    raise StorageError(f"{self._label}: database is corrupt: {result}")
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StorageError(f"{self._label}: database is corrupt: {exc}") from exc
@@ -321,9 +357,14 @@ class DatabaseStorage(Storage):
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
+            who = (
+                "another DatabaseStorage in this process"
+                if holder == str(os.getpid())
+                else f"another process (pid {holder})"
+            )
             raise StorageError(
-                f"{self._label}: another process (pid {holder}) is writing to this database; "
-                "one process writes, others open it with readonly=True"
+                f"{self._label}: {who} is writing to this database; "
+                "one writer at a time, others open it with readonly=True"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
@@ -391,7 +432,14 @@ class DatabaseStorage(Storage):
                 raise StorageError(f"{self._label}: write failed: {exc}") from exc
             for sid, points in merged.items():
                 self._small[sid] = self._small.get(sid, 0) + points
-            self._merge_small_chunks()
+            # The batch is committed: a failed merge must not make store() fail (the
+            # caller would store it again). Small chunks stay readable; merging is
+            # retried on a later store().
+            try:
+                self._merge_small_chunks()
+            except StorageError as exc:
+                self._merge_errors += 1
+                _log.warning("%s", exc)
 
     def _forget_uncommitted_series(self) -> None:
         # Series inserted by the rolled-back transaction must not stay in the cache.
@@ -506,7 +554,6 @@ class DatabaseStorage(Storage):
                 raise
         except sqlite3.Error as exc:
             # The points are safe in their small chunks; merging is retried next time.
-            self._write_errors += 1
             raise StorageError(f"{self._label}: merging chunks failed: {exc}") from exc
         for sid in due:
             self._small[sid] = 0
@@ -572,6 +619,7 @@ class DatabaseStorage(Storage):
         out.sort(key=_time_of)
         return out
 
+    @_reads
     def query_metrics(
         self,
         name: str,
@@ -587,6 +635,7 @@ class DatabaseStorage(Storage):
         found = self._metrics(name, _query.check_tags(tags), lo, hi)
         return found if limit is None else found[-limit:]
 
+    @_reads
     def aggregate(
         self,
         name: str,
@@ -694,6 +743,7 @@ class DatabaseStorage(Storage):
         labels = [dict(zip(keys, group, strict=True)) for group in order]
         return [Bucket(r[1], dict(labels[r[0]]), float(r[3]), r[2]) for r in rows]
 
+    @_reads
     def query_events(
         self,
         *,
@@ -739,6 +789,7 @@ class DatabaseStorage(Storage):
     def _ensure_functions(self) -> None:
         self._conn.create_function("rimp_casefold", 1, _casefold, deterministic=True)
 
+    @_reads
     def count_events(
         self,
         *,
@@ -779,6 +830,7 @@ class DatabaseStorage(Storage):
         out.sort(key=lambda r: (r[0], r[1]))
         return [Bucket(b, dict(zip(keys, group, strict=True)), float(n), n) for group, b, n in out]
 
+    @_reads
     def series(self, name: str | None = None) -> list[SeriesInfo]:
         """See :meth:`Storage.series`."""
         self._refresh()
@@ -907,6 +959,7 @@ class DatabaseStorage(Storage):
 
     # --- housekeeping --------------------------------------------------------
 
+    @_reads
     def stats(self) -> dict[str, Any]:
         """``bytes`` (database + WAL), ``series``, ``chunks``, ``points``, ``events``, errors."""
         with self._lock:
@@ -927,8 +980,10 @@ class DatabaseStorage(Storage):
             "points": points,
             "events": events,
             "write_errors": self._write_errors,
+            "merge_errors": self._merge_errors,
         }
 
+    @_reads
     def time_range(self) -> tuple[int, int] | None:
         """Oldest and newest record times in ns, or None when empty."""
         with self._lock:
@@ -951,6 +1006,7 @@ class DatabaseStorage(Storage):
             self._merge_small_chunks()
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # VACUUM went through the WAL
 
     def all_metrics(self) -> Iterator[Metric]:
         """Every stored point, series by series, oldest first within a series."""
@@ -989,6 +1045,18 @@ class DatabaseStorage(Storage):
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+
+
+_LIVE: weakref.WeakSet[DatabaseStorage] = weakref.WeakSet()
+
+
+def _reopen_after_fork() -> None:
+    for storage in list(_LIVE):
+        storage._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reopen_after_fork)
 
 
 def _time_of(m: Metric) -> int:
