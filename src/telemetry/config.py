@@ -55,6 +55,12 @@ class TelemetryConfig:
             this (``"30d"``, ``"12h"``, seconds); None keeps everything.
         raw_retention: with ``"database"``, drop raw points older than this but
             keep per-minute rollups until ``retention``.
+        endpoint: a RIMP server URL (``http://host:8787``); when set, batches are
+            shipped there by an :class:`~telemetry.exporters.HTTPExporter`
+            instead of going to ``storage_backend``.
+        token: bearer token (``ingest`` scope) for ``endpoint``.
+        spool_dir: where the exporter keeps batches the server has not yet
+            acknowledged (default: a per-user cache directory).
     """
 
     enabled: bool = True
@@ -72,6 +78,9 @@ class TelemetryConfig:
     shutdown_timeout: float = 5.0
     retention: str | float | None = None
     raw_retention: str | float | None = None
+    endpoint: str | None = None
+    token: str | None = None
+    spool_dir: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -129,6 +138,16 @@ class TelemetryConfig:
                 f"raw_retention={self.raw_retention!r}: must not exceed "
                 f"retention={self.retention!r}"
             )
+        if self.endpoint is not None:
+            from urllib.parse import urlsplit
+
+            url = urlsplit(self.endpoint) if isinstance(self.endpoint, str) else None
+            if url is None or url.scheme not in ("http", "https") or not url.hostname:
+                raise ConfigError(f"endpoint={self.endpoint!r}: must be an http:// or https:// URL")
+        if self.token is not None and (not isinstance(self.token, str) or not self.token):
+            raise ConfigError(f"token={self.token!r}: must be a non-empty string or None")
+        if self.spool_dir is not None and not isinstance(self.spool_dir, str | os.PathLike):
+            raise ConfigError(f"spool_dir={self.spool_dir!r}: must be a path or None")
         path = self.storage_path
         if path is not None and not isinstance(path, str | os.PathLike):
             raise ConfigError(f"storage_path={path!r}: must be a path (str or os.PathLike) or None")
@@ -206,7 +225,7 @@ def _parse_env(var: str, name: str, raw: str) -> Any:
             return float(text)
         except ValueError:
             raise ConfigError(f"{var}={raw!r}: must be a number of seconds") from None
-    if name in ("storage_path", "retention", "raw_retention"):
+    if name in ("storage_path", "retention", "raw_retention", "endpoint", "token", "spool_dir"):
         return text or None
     return text
 

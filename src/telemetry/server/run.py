@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -16,6 +18,22 @@ from telemetry.server.wire import Limits
 from telemetry.storage import Storage
 
 __all__ = ["serve"]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown, so the process
+    would end "killed by signal"; RIMP has drained everything by then, so it
+    exits 0 instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                captured = getattr(self, "_captured_signals", None)
+                if captured is not None:
+                    captured.clear()
 
 
 def serve(
@@ -64,7 +82,7 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=30,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     auth = "tokens required" if tokens.enabled else "open (loopback, no tokens)"
     print(f"RIMP serving http://{host}:{port} - storage {backend}, {auth}", flush=True)
     server.run()

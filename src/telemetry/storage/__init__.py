@@ -35,6 +35,11 @@ def storage_from_config(config: TelemetryConfig) -> Storage:
         StorageError: the backend cannot be opened, or ``storage_path`` is a
             database URL this release has no backend for.
     """
+    if config.endpoint is not None:
+        # Imported only when asked for: the core never loads a network client otherwise.
+        from telemetry.exporters.http import HTTPExporter
+
+        return HTTPExporter(config.endpoint, token=config.token, spool_dir=config.spool_dir)
     backend = config.storage_backend
     if isinstance(backend, Storage):
         return backend

@@ -1,0 +1,294 @@
+"""``HTTPExporter``: ship batches from an application to a RIMP server.
+
+Every batch is first appended to an on-disk spool (durable, checksummed), so
+``store()`` is fast and nothing is lost while the server is down or the
+process restarts. A sender thread posts the spool's records in order to
+``POST /api/v1/batch`` (gzip, ``Idempotency-Key``, bearer token), retrying
+with exponential back-off and jitter, honouring ``Retry-After`` on 429/503.
+A record leaves the spool only once the server answered 202 (stored).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import logging
+import os
+import random
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from telemetry.errors import StorageError
+from telemetry.exporters.spool import Spool, SpoolFull
+from telemetry.models import TelemetryData
+from telemetry.storage.base import Storage
+
+__all__ = ["HTTPExporter", "default_spool_dir"]
+
+_log = logging.getLogger("telemetry.exporters.http")
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def default_spool_dir(endpoint: str) -> Path:
+    """``$XDG_CACHE_HOME/rimp/spool/<hash of endpoint>`` (``~/.cache`` by default)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha256(endpoint.encode()).hexdigest()[:16]
+    return base / "rimp" / "spool" / digest
+
+
+def _open_spool(directory: Path, max_bytes: int) -> Spool:
+    # Several processes of one application may ship to the same endpoint: each
+    # takes the first free slot, and a restarted process finds its backlog.
+    for slot in range(64):
+        try:
+            return Spool(directory / f"slot-{slot}", max_bytes=max_bytes)
+        except StorageError as exc:
+            if "in use" not in str(exc):
+                raise
+    raise StorageError(f"spool {str(directory)!r}: all 64 slots are in use")
+
+
+class HTTPExporter(Storage):
+    """A storage that forwards every batch to a RIMP server.
+
+    Example::
+
+        collector = TelemetryCollector(TelemetryConfig(endpoint="http://127.0.0.1:8787"))
+
+    Args:
+        endpoint: the server's base URL (``http://host:port``; ``https`` too).
+        token: a bearer token with the ``ingest`` scope, if the server needs one.
+        spool_dir: where unsent batches wait (default :func:`default_spool_dir`).
+        max_spool_bytes: bound of the spool; beyond it the oldest batches are
+            dropped (counted as ``spool_full``).
+        timeout: seconds per HTTP request.
+        max_backoff: longest wait between retries, in seconds.
+
+    Raises:
+        StorageError: the endpoint is not an http(s) URL or the spool is unusable.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        token: str | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        max_spool_bytes: int = 256 * 2**20,
+        timeout: float = 10.0,
+        max_backoff: float = 30.0,
+    ) -> None:
+        url = urllib.parse.urlsplit(endpoint)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise StorageError(f"endpoint={endpoint!r}: must be an http:// or https:// URL")
+        self.endpoint = endpoint.rstrip("/")
+        self._url = url
+        self._path = (url.path.rstrip("/") or "") + "/api/v1/batch"
+        self.token = token
+        self.timeout = timeout
+        self.max_backoff = max_backoff
+        directory = Path(spool_dir) if spool_dir is not None else default_spool_dir(endpoint)
+        self.spool = _open_spool(directory, max_spool_bytes)
+        self._session = f"{os.getpid():x}-{random.getrandbits(48):012x}"
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._conn: http.client.HTTPConnection | None = None
+        self.sent = 0
+        self.requests = 0
+        self.retries = 0
+        self.dropped: dict[str, int] = {}
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="rimp-http-exporter", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"HTTPExporter({self.endpoint!r})"
+
+    # --- the Storage side ------------------------------------------------------------
+
+    def store(self, data: TelemetryData) -> None:
+        """Spool the batch (durable on return); the sender ships it in order.
+
+        Raises:
+            StorageError: the spool could not be written (the collector retries).
+        """
+        if not data:
+            return
+        with self._lock:
+            self._seq += 1
+            key = f"{self._session}-{self._seq}"
+        payload = _encode(
+            {
+                "key": key,
+                "events": [_event(e) for e in data.events],
+                "metrics": [_metric(m) for m in data.metrics],
+            }
+        )
+        try:
+            lost = self.spool.append(payload)
+        except SpoolFull as exc:
+            self._count_drop("spool_full", len(data))
+            raise StorageError(str(exc)) from None
+        if lost:
+            self._count_drop("spool_full", lost)  # batches, not records: their sizes are gone
+        self._wake.set()
+
+    def _count_drop(self, reason: str, n: int) -> None:
+        with self._lock:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    # --- the sender --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            item = self.spool.peek()
+            if item is None:
+                with self._idle:
+                    self._idle.notify_all()
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            payload, position = item
+            outcome, retry_after = self._send(payload)
+            if outcome == "stored":
+                failures = 0
+                self.spool.acknowledge(position)
+                continue
+            if outcome == "rejected":
+                self.spool.acknowledge(position)  # the server will never take it
+                continue
+            failures += 1
+            self.retries += 1
+            delay = min(self.max_backoff, 0.1 * 2 ** min(failures, 10))
+            delay = random.uniform(delay / 2, delay)  # jitter: no thundering herd on restart
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            self._stop.wait(delay)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = (
+                http.client.HTTPSConnection
+                if self._url.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            self._conn = cls(self._url.hostname or "", self._url.port, timeout=self.timeout)
+        return self._conn
+
+    def _send(self, payload: bytes) -> tuple[str, float | None]:
+        record = _decode(payload)
+        key = record.pop("key")
+        body = gzip.compress(_encode(record), 5)
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Idempotency-Key": key,
+        }
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self.requests += 1
+        try:
+            conn = self._connection()
+            conn.request("POST", self._path, body=body, headers=headers)
+            response = conn.getresponse()
+            text = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._close_connection()
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return "retry", None
+        status = response.status
+        if status == 202:
+            self.sent += len(record["events"]) + len(record["metrics"])
+            self.last_error = None
+            return "stored", None
+        self.last_error = f"HTTP {status}: {text[:200]!r}"
+        if status in (429, 502, 503, 504) or status >= 500:
+            retry_after = response.getheader("Retry-After")
+            try:
+                return "retry", float(retry_after) if retry_after else None
+            except ValueError:
+                return "retry", None
+        if status in (401, 403):
+            _log.error("RIMP exporter: the server refused the token (%s); will retry", status)
+            return "retry", 30.0
+        # 4xx: the server will never accept this batch (it says why): drop it, counted.
+        _log.error("RIMP exporter: batch rejected (%s), dropping it: %s", status, text[:200])
+        self._count_drop("rejected", len(record["events"]) + len(record["metrics"]))
+        return "rejected", None
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the spool is empty (everything sent); True if it emptied in time."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._wake.set()
+        with self._idle:
+            while self.spool.pending():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._idle.wait(0.05 if left is None else min(left, 0.05))
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """``sent`` records, ``requests``, ``retried``, ``spooled`` batches waiting,
+        ``spool_bytes``, ``dropped`` by reason, ``last_error``."""
+        return {
+            "sent": self.sent,
+            "requests": self.requests,
+            "retried": self.retries,
+            "spooled": self.spool.pending(),
+            "spool_bytes": self.spool.size(),
+            "dropped": dict(self.dropped),
+            "last_error": self.last_error,
+        }
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is spooled for up to ``timeout`` seconds; what is left stays on disk
+        and is sent by the next exporter on the same spool. Idempotent."""
+        if self._stop.is_set():
+            return
+        self.flush(timeout)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(self.timeout + 1)
+        self._close_connection()
+        self.spool.close()
+
+
+def _event(e: Any) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "source": e.source,
+        "message": e.message,
+        "type": e.event_type.value,
+        "metadata": e.metadata,
+        "time_ns": e.time_ns,
+    }
+
+
+def _metric(m: Any) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "name": m.name,
+        "value": m.value,
+        "unit": m.unit,
+        "tags": m.tags,
+        "time_ns": m.time_ns,
+    }

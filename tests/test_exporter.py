@@ -1,0 +1,257 @@
+"""Tests of the on-disk spool and of HTTPExporter against a real `rimp serve` process."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from telemetry import (
+    Event,
+    EventType,
+    Metric,
+    StorageError,
+    TelemetryCollector,
+    TelemetryConfig,
+    TelemetryData,
+)
+from telemetry.exporters.http import HTTPExporter
+from telemetry.exporters.spool import Spool
+from telemetry.models import new_id
+from tests.support import wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A `rimp serve` subprocess that can be stopped and started again on the same port."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "telemetry.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert wait_until(self._healthy, 20), "server did not start"
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(30) == 0
+        self.proc = None
+
+    def event_ids(self) -> list[str]:
+        response = httpx.get(self.url + "/api/v1/events", params={"limit": 10_000}, timeout=10)
+        return [e["id"] for e in response.json()["events"]]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "data")
+    yield srv
+    srv.stop()
+
+
+def events(n: int, start: int = 0) -> list[Event]:
+    return [
+        Event("app", f"e{i}", EventType.INFO, {"i": i}, 10**18 + i, new_id())
+        for i in range(start, start + n)
+    ]
+
+
+class TestSpool:
+    def test_records_come_out_in_order_and_leave_when_acknowledged(self, tmp_path: Path) -> None:
+        """peek gives the oldest record; acknowledge moves on; pending counts what is left."""
+        spool = Spool(tmp_path)
+        for i in range(3):
+            spool.append(b"record %d" % i)
+        assert spool.pending() == 3
+        seen = []
+        while (item := spool.peek()) is not None:
+            seen.append(item[0])
+            spool.acknowledge(item[1])
+        assert seen == [b"record 0", b"record 1", b"record 2"]
+        assert spool.pending() == 0
+        spool.close()
+
+    def test_unacknowledged_records_survive_reopening(self, tmp_path: Path) -> None:
+        """A reopened spool resumes after the last acknowledged record."""
+        spool = Spool(tmp_path)
+        for i in range(4):
+            spool.append(b"r%d" % i)
+        item = spool.peek()
+        assert item is not None
+        spool.acknowledge(item[1])
+        spool.close()
+        again = Spool(tmp_path)
+        assert again.pending() == 3
+        item = again.peek()
+        assert item is not None
+        assert item[0] == b"r1"
+        again.close()
+
+    def test_a_torn_or_corrupt_tail_is_cut_on_open(self, tmp_path: Path) -> None:
+        """A half-written record and a record failing its checksum are removed; others stay."""
+        spool = Spool(tmp_path)
+        spool.append(b"good one")
+        spool.append(b"good two")
+        spool.close()
+        segment = next(tmp_path.glob("spool-*.log"))
+        data = segment.read_bytes()
+        segment.write_bytes(data[:-3] + b"XYZ")  # corrupt the last record's payload
+        with segment.open("ab") as f:
+            f.write(b"RSP1\x10\x00")  # and a torn header after it
+        again = Spool(tmp_path)
+        assert again.repaired_bytes > 0
+        assert again.pending() == 1
+        item = again.peek()
+        assert item is not None
+        assert item[0] == b"good one"
+        again.append(b"after repair")
+        again.acknowledge(item[1])
+        item = again.peek()
+        assert item is not None
+        assert item[0] == b"after repair"
+        again.close()
+
+    def test_the_bound_drops_the_oldest_records_and_says_how_many(self, tmp_path: Path) -> None:
+        """Past max_bytes, whole old segments go and append reports the records lost."""
+        spool = Spool(tmp_path, max_bytes=4_000, segment_bytes=1_000)
+        lost = sum(spool.append(bytes(200)) for _ in range(40))
+        assert lost > 0
+        assert spool.size() <= 4_000
+        assert spool.pending() == 40 - lost
+        spool.close()
+
+    def test_one_process_owns_a_spool_directory(self, tmp_path: Path) -> None:
+        """A second owner of the same directory is refused with a clear error."""
+        spool = Spool(tmp_path)
+        with pytest.raises(StorageError, match="in use by another process"):
+            Spool(tmp_path)
+        spool.close()
+
+
+class TestExporter:
+    def test_every_record_arrives_once(self, server: Server, tmp_path: Path) -> None:
+        """Records shipped through a collector reach the server, each exactly once."""
+        server.start()
+        collector = TelemetryCollector(
+            TelemetryConfig(endpoint=server.url, spool_dir=str(tmp_path / "spool"), buffer_size=500)
+        )
+        sent = [collector.collect_event("app", f"m{i}") for i in range(3_000)]
+        assert collector.close(30)
+        ids = server.event_ids()
+        assert sorted(ids) == sorted(e.id for e in sent if e)
+
+    def test_batches_wait_in_the_spool_until_the_server_starts(
+        self, server: Server, tmp_path: Path
+    ) -> None:
+        """With no server, batches are spooled and counted; they are sent once it starts."""
+        exporter = HTTPExporter(server.url, spool_dir=tmp_path / "spool", max_backoff=0.5)
+        batch = events(100)
+        exporter.store(TelemetryData(batch, []))
+        assert wait_until(lambda: exporter.stats()["retried"] >= 1, 10)
+        assert exporter.stats()["spooled"] == 1
+        server.start()
+        assert exporter.flush(20)
+        assert sorted(server.event_ids()) == sorted(e.id for e in batch)
+        exporter.close()
+
+    @pytest.mark.slow
+    def test_a_server_restart_mid_stream_loses_and_duplicates_nothing(
+        self, server: Server, tmp_path: Path
+    ) -> None:
+        """SIGTERM and restart the server while batches flow: every id arrives exactly once."""
+        server.start()
+        exporter = HTTPExporter(server.url, spool_dir=tmp_path / "spool", max_backoff=0.5)
+        shipped: list[str] = []
+        for round_ in range(6):
+            batch = events(200, start=round_ * 200)
+            shipped += [e.id for e in batch]
+            exporter.store(TelemetryData(batch, []))
+            if round_ == 2:
+                server.stop()
+            if round_ == 4:
+                server.start()
+        assert exporter.flush(30)
+        ids = server.event_ids()
+        assert len(ids) == len(set(ids)) == len(shipped)
+        assert set(ids) == set(shipped)
+        exporter.close()
+
+    def test_a_batch_the_server_rejects_is_dropped_and_counted(
+        self, server: Server, tmp_path: Path
+    ) -> None:
+        """A 4xx answer (bad record) drops that batch, counted, and later batches still flow."""
+        server.start()
+        exporter = HTTPExporter(server.url, spool_dir=tmp_path / "spool")
+        bad = Metric("x", math.nan, "", {}, 1, new_id())
+        exporter.store(TelemetryData([], [bad]))
+        good = events(5)
+        exporter.store(TelemetryData(good, []))
+        assert exporter.flush(20)
+        assert exporter.stats()["dropped"] == {"rejected": 1}
+        assert sorted(server.event_ids()) == sorted(e.id for e in good)
+        exporter.close()
+
+    def test_a_bad_endpoint_is_refused(self, tmp_path: Path) -> None:
+        """Only http(s) URLs are endpoints, in the config and in the exporter."""
+        from telemetry import ConfigError
+
+        with pytest.raises(ConfigError, match="endpoint='ftp://x': must be an http"):
+            TelemetryConfig(endpoint="ftp://x")
+        with pytest.raises(StorageError, match="must be an http"):
+            HTTPExporter("localhost:8787", spool_dir=tmp_path)
+
+    def test_close_is_bounded_and_keeps_the_backlog(self, tmp_path: Path) -> None:
+        """Closing with the server unreachable returns in time; the backlog stays on disk."""
+        port = free_port()
+        exporter = HTTPExporter(
+            f"http://127.0.0.1:{port}", spool_dir=tmp_path / "s", max_backoff=0.2
+        )
+        exporter.store(TelemetryData(events(10), []))
+        started = time.monotonic()
+        exporter.close(timeout=0.5)
+        assert time.monotonic() - started < 5
+        again = HTTPExporter(f"http://127.0.0.1:{port}", spool_dir=tmp_path / "s")
+        assert again.stats()["spooled"] == 1
+        with contextlib.suppress(Exception):
+            again.close(timeout=0.1)
+        assert os.path.isdir(tmp_path / "s")
