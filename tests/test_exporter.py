@@ -5,15 +5,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from telemetry import (
@@ -28,58 +23,7 @@ from telemetry import (
 from telemetry.exporters.http import HTTPExporter
 from telemetry.exporters.spool import Spool
 from telemetry.models import new_id
-from tests.support import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A `rimp serve` subprocess that can be stopped and started again on the same port."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "telemetry.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-                "--log-level",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        assert wait_until(self._healthy, 20), "server did not start"
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(30) == 0
-        self.proc = None
-
-    def event_ids(self) -> list[str]:
-        response = httpx.get(self.url + "/api/v1/events", params={"limit": 10_000}, timeout=10)
-        return [e["id"] for e in response.json()["events"]]
+from tests.support import Server, free_port, wait_until
 
 
 @pytest.fixture

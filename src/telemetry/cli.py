@@ -1,4 +1,4 @@
-"""The ``rimp`` command line: ``rimp --version``, ``rimp demo``, ``rimp db``."""
+"""The ``rimp`` command line: demo, serve, tail, query, send, bench and db."""
 
 from __future__ import annotations
 
@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
+    from telemetry.cli_remote import add_remote_commands
+
+    add_remote_commands(sub)
+
     db = sub.add_parser(
         "db",
         help="inspect, compact or export an embedded database file",
@@ -109,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(duration=args.duration, out=args.out, rate=args.rate, quiet=args.quiet)
     if args.command == "db":
         return _db(args)
+    if args.command in ("tail", "query", "send", "bench"):
+        from telemetry.cli_remote import run_remote
+
+        return run_remote(args)
     if args.command == "serve":
         try:
             from telemetry.server.run import serve
