@@ -95,16 +95,16 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (series_id, bucket_ns)
     ) WITHOUT ROWID;
     CREATE TABLE events (
-        seq INTEGER PRIMARY KEY,
-        id TEXT NOT NULL,
         time_ns INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
         source TEXT NOT NULL,
         event_type TEXT NOT NULL,
         message TEXT NOT NULL,
         metadata BLOB NOT NULL,
-        ascii INTEGER NOT NULL
-    );
-    CREATE INDEX events_time ON events (time_ns);
+        ascii INTEGER NOT NULL,
+        PRIMARY KEY (time_ns, seq)
+    ) WITHOUT ROWID;
     CREATE INDEX events_source_type_time ON events (source, event_type, time_ns);
     CREATE TABLE event_counts (
         bucket_ns INTEGER NOT NULL,
@@ -243,6 +243,8 @@ class DatabaseStorage(Storage):
         self._small: dict[int, int] = {}  # series id -> points in its small chunks
         self._write_errors = 0
         self._merge_errors = 0
+        self._event_seq = 0
+        self._next_event_seq = 0
         self._conn = self._open()
         self._load_series()
         self._stop = threading.Event()
@@ -369,6 +371,10 @@ class DatabaseStorage(Storage):
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        # Events are clustered by (time_ns, seq); seq orders equal times by arrival.
+        self._event_seq = self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[
+            0
+        ]
 
     def _load_series(self) -> None:
         rows = self._conn.execute(
@@ -423,6 +429,7 @@ class DatabaseStorage(Storage):
                 try:
                     merged = self._write(data)
                     conn.execute("COMMIT")
+                    self._event_seq = self._next_event_seq
                 except BaseException:
                     _rollback(conn)
                     self._forget_uncommitted_series()
@@ -489,13 +496,16 @@ class DatabaseStorage(Storage):
         if data.events:
             counts: dict[tuple[int, str, str], int] = {}
             rows = []
+            seq = self._event_seq
             for e in data.events:
                 kind = e.event_type.value
                 message = e.message
+                seq += 1
                 rows.append(
                     (
-                        e.id,
                         e.time_ns,
+                        seq,
+                        e.id,
                         e.source,
                         kind,
                         message,
@@ -506,10 +516,11 @@ class DatabaseStorage(Storage):
                 key = (e.time_ns - e.time_ns % MINUTE_NS, e.source, kind)
                 counts[key] = counts.get(key, 0) + 1
             conn.executemany(
-                "INSERT INTO events (id, time_ns, source, event_type, message, metadata, ascii) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (time_ns, seq, id, source, event_type, message, metadata, "
+                "ascii) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            self._next_event_seq = seq
             conn.executemany(_EVENT_COUNT_UPSERT, [(*k, n) for k, n in counts.items()])
         return small
 
@@ -1017,18 +1028,18 @@ class DatabaseStorage(Storage):
 
     def all_events(self, batch: int = 10_000) -> Iterator[Event]:
         """Every stored event, oldest first."""
-        last = 0
+        last = (-(2**63), 0)
         while True:
             with self._lock:
                 rows = self._conn.execute(
-                    "SELECT seq, id, time_ns, source, event_type, message, metadata FROM events "
-                    "WHERE seq > ? ORDER BY seq LIMIT ?",
-                    (last, batch),
+                    "SELECT time_ns, seq, id, source, event_type, message, metadata FROM events "
+                    "WHERE (time_ns, seq) > (?, ?) ORDER BY time_ns, seq LIMIT ?",
+                    (*last, batch),
                 ).fetchall()
             if not rows:
                 return
-            for seq, rid, t, src, kind, msg, meta in rows:
-                last = seq
+            for t, seq, rid, src, kind, msg, meta in rows:
+                last = (t, seq)
                 yield Event(src, msg, EventType(kind), _decode_metadata(meta), t, rid)
 
     def close(self) -> None:
