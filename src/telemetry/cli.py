@@ -68,6 +68,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-records", type=int, default=50_000, help="records per request limit (50,000)"
     )
+    serve.add_argument(
+        "--max-metadata-bytes", type=int, default=16_384, help="event metadata limit as JSON"
+    )
+    serve.add_argument("--max-tags", type=int, default=32, help="tags per metric point (32)")
+    serve.add_argument(
+        "--max-tag-length", type=int, default=256, help="characters per tag key or value (256)"
+    )
+    serve.add_argument(
+        "--max-pending",
+        type=int,
+        default=100_000,
+        help="records accepted but not yet stored before ingest answers 429 (100,000)",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
     from telemetry.cli_remote import add_remote_commands
@@ -120,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         try:
             from telemetry.server.run import serve
+            from telemetry.server.wire import Limits
         except ImportError as exc:
             print(f"rimp serve: {exc}", file=sys.stderr)
             return 2
@@ -130,8 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             storage=args.storage,
             token_file=args.token_file,
             demo=args.demo,
-            max_body_bytes=args.max_body_bytes,
-            max_records=args.max_records,
+            limits=Limits(
+                max_body_bytes=args.max_body_bytes,
+                max_records=args.max_records,
+                max_metadata_bytes=args.max_metadata_bytes,
+                max_tags=args.max_tags,
+                max_tag_length=args.max_tag_length,
+            ),
+            max_pending=args.max_pending,
             log_level=args.log_level,
         )
     _parser().print_help()

@@ -44,8 +44,8 @@ def serve(
     storage: str | None = None,
     token_file: str | None = None,
     demo: bool = False,
-    max_body_bytes: int = 10 * 2**20,
-    max_records: int = 50_000,
+    limits: Limits | None = None,
+    max_pending: int = 100_000,
     log_level: str = "info",
 ) -> int:
     """Run until SIGTERM/SIGINT, then drain the pipeline into storage; return the exit code."""
@@ -70,7 +70,8 @@ def serve(
         storage=backend,
         data_dir=data_dir,
         tokens=tokens,
-        limits=Limits(max_body_bytes=max_body_bytes, max_records=max_records),
+        limits=limits or Limits(),
+        max_pending=max_pending,
         demo=demo,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
