@@ -31,17 +31,16 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
 from telemetry.errors import StorageError, ValidationError
-from telemetry.models import Bucket, Event, EventType, Metric, SeriesInfo, TelemetryData, to_ns
-from telemetry.storage import _query
-from telemetry.storage.base import Storage, TimeArg
+from telemetry.models import Event, Metric, TelemetryData, to_ns
+from telemetry.storage._scan import ScanningStorage
 
 if sys.platform != "win32":
     import fcntl
@@ -187,7 +186,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class FileStorage(Storage):
+class FileStorage(ScanningStorage):
     """Stores records as JSON Lines segment files in ``path`` (a directory, created if missing).
 
     Example::
@@ -451,92 +450,13 @@ class FileStorage(Storage):
             self._corrupt.pop(name, None)
         return records
 
-    def query_events(
-        self,
-        *,
-        source: str | None = None,
-        event_type: EventType | str | None = None,
-        since: TimeArg = None,
-        until: TimeArg = None,
-        search: str | None = None,
-        limit: int | None = 100,
-    ) -> list[Event]:
-        """See :meth:`Storage.query_events`."""
-        return _query.filter_events(
-            self._records("events"),
-            source=source,
-            event_type=event_type,
-            since=since,
-            until=until,
-            search=search,
-            limit=limit,
-        )
+    def _scan_events(self) -> Iterator[Event]:
+        return self._records("events")
 
-    def _points(self, name: str | None) -> Iterator[Metric]:
+    def _scan_points(self, name: str | None) -> Iterator[Metric]:
         for p in self._records("metrics"):
             if name is None or p.name == name:
                 yield p
-
-    def query_metrics(
-        self,
-        name: str,
-        *,
-        tags: dict[str, str] | None = None,
-        since: TimeArg = None,
-        until: TimeArg = None,
-        limit: int | None = None,
-    ) -> list[Metric]:
-        """See :meth:`Storage.query_metrics`."""
-        return _query.select_points(
-            self._points(name), tags=tags, since=since, until=until, limit=limit
-        )
-
-    def aggregate(
-        self,
-        name: str,
-        *,
-        agg: str = "avg",
-        bucket: float | timedelta = 60,
-        since: TimeArg = None,
-        until: TimeArg = None,
-        tags: dict[str, str] | None = None,
-        group_by: Sequence[str] | None = None,
-    ) -> list[Bucket]:
-        """See :meth:`Storage.aggregate`."""
-        return _query.aggregate_points(
-            self._points(name),
-            agg=agg,
-            bucket=bucket,
-            since=since,
-            until=until,
-            tags=tags,
-            group_by=group_by,
-        )
-
-    def count_events(
-        self,
-        *,
-        bucket: float | timedelta = 60,
-        since: TimeArg = None,
-        until: TimeArg = None,
-        source: str | None = None,
-        event_type: EventType | str | None = None,
-        group_by: Sequence[str] = ("event_type",),
-    ) -> list[Bucket]:
-        """See :meth:`Storage.count_events`."""
-        return _query.count_event_buckets(
-            self._records("events"),
-            bucket=bucket,
-            since=since,
-            until=until,
-            source=source,
-            event_type=event_type,
-            group_by=group_by,
-        )
-
-    def series(self, name: str | None = None) -> list[SeriesInfo]:
-        """See :meth:`Storage.series`."""
-        return _query.latest_series(self._points(name))
 
     def delete_before(self, t: datetime | int) -> int:
         """Remove older records: whole segments are unlinked, partial ones rewritten atomically.

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from telemetry.errors import ValidationError
-from telemetry.models import Bucket, Event, EventType, Metric, SeriesInfo, TelemetryData, to_ns
-from telemetry.storage import _query
-from telemetry.storage.base import Storage, TimeArg
+from telemetry.models import Event, Metric, TelemetryData, to_ns
+from telemetry.storage._scan import ScanningStorage
 
 __all__ = ["MemoryStorage"]
 
@@ -20,7 +18,7 @@ __all__ = ["MemoryStorage"]
 _EVENT = None
 
 
-class MemoryStorage(Storage):
+class MemoryStorage(ScanningStorage):
     """Keeps the newest ``max_records`` records (events and metrics together) in memory.
 
     Example::
@@ -71,98 +69,15 @@ class MemoryStorage(Storage):
                         self._metrics[token].popleft()
                     self._evicted += 1
 
-    def _events_snapshot(self) -> list[Event]:
+    def _scan_events(self) -> list[Event]:
         with self._lock:
             return list(self._events)
 
-    def _points(self, name: str) -> list[Metric]:
+    def _scan_points(self, name: str | None) -> list[Metric]:
         with self._lock:
-            return list(self._metrics.get(name, ()))
-
-    def query_events(
-        self,
-        *,
-        source: str | None = None,
-        event_type: EventType | str | None = None,
-        since: TimeArg = None,
-        until: TimeArg = None,
-        search: str | None = None,
-        limit: int | None = 100,
-    ) -> list[Event]:
-        """See :meth:`Storage.query_events`."""
-        return _query.filter_events(
-            self._events_snapshot(),
-            source=source,
-            event_type=event_type,
-            since=since,
-            until=until,
-            search=search,
-            limit=limit,
-        )
-
-    def query_metrics(
-        self,
-        name: str,
-        *,
-        tags: dict[str, str] | None = None,
-        since: TimeArg = None,
-        until: TimeArg = None,
-        limit: int | None = None,
-    ) -> list[Metric]:
-        """See :meth:`Storage.query_metrics`."""
-        return _query.select_points(
-            self._points(name), tags=tags, since=since, until=until, limit=limit
-        )
-
-    def aggregate(
-        self,
-        name: str,
-        *,
-        agg: str = "avg",
-        bucket: float | timedelta = 60,
-        since: TimeArg = None,
-        until: TimeArg = None,
-        tags: dict[str, str] | None = None,
-        group_by: Sequence[str] | None = None,
-    ) -> list[Bucket]:
-        """See :meth:`Storage.aggregate`."""
-        return _query.aggregate_points(
-            self._points(name),
-            agg=agg,
-            bucket=bucket,
-            since=since,
-            until=until,
-            tags=tags,
-            group_by=group_by,
-        )
-
-    def count_events(
-        self,
-        *,
-        bucket: float | timedelta = 60,
-        since: TimeArg = None,
-        until: TimeArg = None,
-        source: str | None = None,
-        event_type: EventType | str | None = None,
-        group_by: Sequence[str] = ("event_type",),
-    ) -> list[Bucket]:
-        """See :meth:`Storage.count_events`."""
-        return _query.count_event_buckets(
-            self._events_snapshot(),
-            bucket=bucket,
-            since=since,
-            until=until,
-            source=source,
-            event_type=event_type,
-            group_by=group_by,
-        )
-
-    def series(self, name: str | None = None) -> list[SeriesInfo]:
-        """See :meth:`Storage.series`."""
-        with self._lock:
-            names = [name] if name is not None else list(self._metrics)
-            points = [p for n in names for p in self._metrics.get(n, ())]
-        return _query.latest_series(points)
+            if name is not None:
+                return list(self._metrics.get(name, ()))
+            return [p for points in self._metrics.values() for p in points]
 
     def delete_before(self, t: datetime | int) -> int:
         """See :meth:`Storage.delete_before`."""
