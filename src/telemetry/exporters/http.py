@@ -26,6 +26,7 @@ import msgspec
 
 from telemetry.errors import StorageError
 from telemetry.exporters.spool import Spool, SpoolFull
+from telemetry.jsonform import event_to_wire, metric_to_wire
 from telemetry.models import TelemetryData
 from telemetry.storage.base import Storage
 
@@ -130,8 +131,8 @@ class HTTPExporter(Storage):
         payload = _encode(
             {
                 "key": key,
-                "events": [_event(e) for e in data.events],
-                "metrics": [_metric(m) for m in data.metrics],
+                "events": [event_to_wire(e) for e in data.events],
+                "metrics": [metric_to_wire(m) for m in data.metrics],
             }
         )
         try:
@@ -270,25 +271,3 @@ class HTTPExporter(Storage):
         self._thread.join(self.timeout + 1)
         self._close_connection()
         self.spool.close()
-
-
-def _event(e: Any) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "source": e.source,
-        "message": e.message,
-        "type": e.event_type.value,
-        "metadata": e.metadata,
-        "time_ns": e.time_ns,
-    }
-
-
-def _metric(m: Any) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "name": m.name,
-        "value": m.value,
-        "unit": m.unit,
-        "tags": m.tags,
-        "time_ns": m.time_ns,
-    }

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from telemetry.jsonform import event_to_wire, metric_to_wire, rfc3339
 from telemetry.models import Event, EventType, Metric, TelemetryData, new_id, to_ns
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "WireDecoder",
     "event_to_wire",
     "metric_to_wire",
+    "rfc3339",
 ]
 
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
@@ -329,43 +331,3 @@ class WireDecoder:
             _time(w.timestamp, w.time_ns, field, now),
             w.id or new_id(),
         )
-
-
-# --- records out ------------------------------------------------------------------
-
-
-def _rfc3339(ns: int) -> str:
-    seconds, frac = divmod(ns, 1_000_000_000)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{stamp}.{frac:09d}Z"
-
-
-def event_to_wire(e: Event) -> dict[str, Any]:
-    """An event as the API returns it (``timestamp`` RFC 3339 UTC and ``time_ns``)."""
-    return {
-        "id": e.id,
-        "source": e.source,
-        "message": e.message,
-        "type": e.event_type.value,
-        "metadata": e.metadata,
-        "timestamp": _rfc3339(e.time_ns),
-        "time_ns": e.time_ns,
-    }
-
-
-def metric_to_wire(m: Metric) -> dict[str, Any]:
-    """A metric point as the API returns it."""
-    return {
-        "id": m.id,
-        "name": m.name,
-        "value": m.value,
-        "unit": m.unit,
-        "tags": m.tags,
-        "timestamp": _rfc3339(m.time_ns),
-        "time_ns": m.time_ns,
-    }
-
-
-def rfc3339(ns: int) -> str:
-    """RFC 3339 UTC text of ``ns`` with nanoseconds."""
-    return _rfc3339(ns)
