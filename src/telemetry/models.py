@@ -116,14 +116,23 @@ def to_ns(value: datetime | int, field: str = "timestamp") -> int:
             nanoseconds would be a guess).
     """
     if value.__class__ is int:
-        return value
-    if isinstance(value, datetime):
+        ns = value
+    elif isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         delta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-    if isinstance(value, int) and not isinstance(value, bool):
-        return int(value)
+        ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    elif isinstance(value, int) and not isinstance(value, bool):
+        ns = int(value)
+    else:
+        ns = None
+    if ns is not None:
+        if not 0 <= ns < 2**63:  # what storage holds: int64 ns from 1970 to 2262
+            raise ValidationError(
+                f"{field}={value!r}: must be between 1970-01-01 and 2262-04-11 "
+                f"(int nanoseconds, 0 <= t < 2**63)"
+            )
+        return ns
     raise ValidationError(
         f"{field}={value!r}: must be a datetime or an int of nanoseconds since the Unix epoch"
     )

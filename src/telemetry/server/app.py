@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import threading
 import time
+import urllib.parse
 import zlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,7 +31,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from telemetry.collector import TelemetryCollector
 from telemetry.config import TelemetryConfig
 from telemetry.errors import TelemetryError, ValidationError
-from telemetry.server import params
+from telemetry.server import dashboard, params
 from telemetry.server.auth import Tokens
 from telemetry.server.hub import Filters, LiveHub, encode_item
 from telemetry.server.selfmetrics import exposition
@@ -154,48 +155,66 @@ async def _ingest(request: Request, kind: str) -> Response:
             "application/x-ndjson",
         )
     key = request.headers.get("idempotency-key")
-    if key:
-        seen = state.idempotent.get(key)
-        if seen is not None:
-            status, body = await asyncio.shield(seen)
-            return Response(body, status, media_type="application/json")
+    if not key:
+        return _answer(*await _accept(request, state, kind, ndjson))
+    seen = state.idempotent.get(key)
+    if seen is not None:  # the same request again, stored or still in flight: one answer
+        return _answer(*await asyncio.shield(seen))
+    # Registered before the body is even read, so a retry racing the first
+    # attempt waits for it instead of storing the batch a second time.
+    future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+    state.idempotent[key] = future
+    while len(state.idempotent) > state.settings.idempotency_keys:
+        state.idempotent.popitem(last=False)
+    try:
+        status, payload = await _accept(request, state, kind, ndjson)
+    except BaseException:
+        state.idempotent.pop(key, None)
+        future.set_result((503, _encode({"error": {"code": "interrupted", "message": "retry"}})))
+        raise
+    if status >= 500 or status == 429:  # not stored: a retry with this key must try again
+        state.idempotent.pop(key, None)
+    future.set_result((status, payload))
+    return _answer(status, payload)
+
+
+def _answer(status: int, payload: bytes) -> Response:
+    # 429 and 503 say when to come back (API.md: back-pressure answers carry Retry-After).
+    headers = {"Retry-After": "1" if status == 429 else "2"} if status in (429, 503) else None
+    return Response(payload, status, media_type="application/json", headers=headers)
+
+
+async def _accept(
+    request: Request, state: ServerState, kind: str, ndjson: bool
+) -> tuple[int, bytes]:
+    """Read, decode, check back-pressure and submit; the answer's status and body."""
     try:
         body = await _read_body(request, state.settings.limits.max_body_bytes)
         partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
         data, rejected = state.decoder.decode(kind, body, ndjson=ndjson, partial=partial)
     except IngestError as err:
         state.reject(err.code)
-        return _error(err.status, err.code, err.message, err.field)
+        return err.status, _encode({"error": err.to_json()})
     if rejected:
         state.reject("invalid_field", len(rejected))
     collector = state.collector
     if collector.stats()["awaiting_retry"]:
         state.reject("storage_unavailable", len(data))
-        return _error(
-            503, "storage_unavailable", "storage is failing; retry later", **{"Retry-After": "2"}
+        return 503, _encode(
+            {"error": {"code": "storage_unavailable", "message": "storage is failing; retry later"}}
         )
     if collector.pending() + len(data) > state.settings.max_pending:
         state.reject("backpressure", len(data))
-        return _error(
-            429,
-            "too_many_pending",
-            "more records are waiting for storage than the server holds; retry later",
-            **{"Retry-After": "1"},
+        return 429, _encode(
+            {
+                "error": {
+                    "code": "too_many_pending",
+                    "message": "more records are waiting for storage than the server holds; "
+                    "retry later",
+                }
+            }
         )
-    future: asyncio.Future[tuple[int, bytes]] | None = None
-    if key:
-        future = asyncio.get_running_loop().create_future()
-        state.idempotent[key] = future
-        while len(state.idempotent) > state.settings.idempotency_keys:
-            state.idempotent.popitem(last=False)
-    status, payload = await _submit(state, data, kind, rejected)
-    if future is not None:
-        if status == 202:
-            future.set_result((status, payload))
-        else:  # not stored: a retry with the same key must try again
-            state.idempotent.pop(key or "", None)
-            future.set_result((status, payload))
-    return Response(payload, status, media_type="application/json")
+    return await _submit(state, data, kind, rejected)
 
 
 async def _submit(
@@ -285,7 +304,7 @@ async def get_events(request: Request) -> Response:
     found = await run_in_threadpool(
         state.collector.storage.query_events,
         source=q.get("source") or None,
-        event_type=q.get("type") or None,
+        event_type=params.parse_event_type(q.get("type")),
         since=params.parse_time(q.get("since"), "since"),
         until=params.parse_time(q.get("until"), "until"),
         search=q.get("search") or None,
@@ -327,7 +346,7 @@ async def get_event_counts(request: Request) -> Response:
         since=since if since is not None else time.time_ns() - 3600 * 1_000_000_000,
         until=params.parse_time(q.get("until"), "until"),
         source=q.get("source") or None,
-        event_type=q.get("type") or None,
+        event_type=params.parse_event_type(q.get("type")),
         group_by=group_by,
     )
     groups = _groups(buckets)
@@ -434,11 +453,7 @@ async def get_stream(request: Request) -> Response:
             while True:
                 items = await client.next(15.0)
                 if items:
-                    yield b"".join(
-                        b"event: %s\nid: %s\ndata: %s\n\n"
-                        % (kind.encode(), record.id.encode(), encode_item((kind, record)))
-                        for kind, record in items
-                    )
+                    yield b"".join(_sse_frame(kind, record) for kind, record in items)
                 elif client.closed_reason is None:
                     yield b": keep-alive\n\n"
                 if client.missed:
@@ -446,7 +461,7 @@ async def get_stream(request: Request) -> Response:
                     client.missed = 0
                 if client.closed_reason is not None:
                     reason = _encode(
-                        {"error": {"code": "slow_consumer", "message": client.closed_reason}}
+                        {"error": {"code": client.closed_code, "message": client.closed_reason}}
                     )
                     yield b"event: error\ndata: %s\n\n" % reason
                     return
@@ -460,6 +475,13 @@ async def get_stream(request: Request) -> Response:
     )
 
 
+def _sse_frame(kind: str, record: Any) -> bytes:
+    rid = record.id
+    # Ingest refuses ids with line breaks; never let one split an SSE frame anyway.
+    id_line = b"id: %s\n" % rid.encode() if rid.isprintable() else b""
+    return b"event: %s\n%sdata: %s\n\n" % (kind.encode(), id_line, encode_item((kind, record)))
+
+
 async def stream_ws(websocket: WebSocket) -> None:
     """``WS /api/v1/stream/ws``: the live feed as JSON messages."""
     state: ServerState = websocket.app.state.rimp
@@ -470,6 +492,15 @@ async def stream_ws(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     client = state.hub.connect(filters, sample=sample)
+
+    async def watch_for_close() -> None:
+        # The feed only sends; reading here is how a client's close is noticed at
+        # once (not at the next send), so it stops counting as a live client.
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+        client.close("client closed", "closed")
+
+    watcher = asyncio.create_task(watch_for_close())
     try:
         while True:
             items = await client.next(15.0)
@@ -480,13 +511,17 @@ async def stream_ws(websocket: WebSocket) -> None:
                 await websocket.send_text(f'{{"kind":"missed","count":{client.missed}}}')
                 client.missed = 0
             if client.closed_reason is not None:
-                await websocket.close(code=1013, reason=client.closed_reason[:120])
+                if not watcher.done():
+                    # 1001: going away (shutdown); 1013: try again later (too slow)
+                    code = 1001 if client.closed_code == "shutting_down" else 1013
+                    await websocket.close(code=code, reason=client.closed_reason[:120])
                 return
             if not items:
                 await websocket.send_text('{"kind":"keep-alive"}')
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RuntimeError):  # closed under us
         pass
     finally:
+        watcher.cancel()
         state.hub.disconnect(client)
 
 
@@ -545,9 +580,9 @@ class AuthMiddleware:
                     token = text[7:].strip()
         if token is None:
             query = scope.get("query_string", b"").decode("latin-1")
-            for part in query.split("&"):
-                if part.startswith("token="):
-                    token = part[6:]
+            for name, value in urllib.parse.parse_qsl(query):
+                if name == "token":
+                    token = value
         granted = self.tokens.scopes(token)
         if granted is not None and needed in granted:
             await self.app(scope, receive, send)
@@ -627,6 +662,7 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            *dashboard.routes(),
         ],
         lifespan=lifespan,
     )

@@ -69,6 +69,7 @@ class Client:
         self.queue: deque[Item] = deque()
         self.ready = asyncio.Event()
         self.closed_reason: str | None = None
+        self.closed_code = "slow_consumer"
         self.missed = 0
         self.sent = 0
 
@@ -95,6 +96,13 @@ class Client:
             self.missed += len(wanted) - len(sampled)
             wanted = sampled
         self.queue.extend(wanted)
+        self.ready.set()
+
+    def close(self, reason: str, code: str) -> None:
+        """End this client's feed with ``reason`` and an error ``code`` (on the event loop)."""
+        if self.closed_reason is None:
+            self.closed_reason = reason
+            self.closed_code = code
         self.ready.set()
 
     async def next(self, timeout: float) -> list[Item]:
@@ -163,6 +171,11 @@ class LiveHub:
             if recent[index][1].id == record_id:
                 return recent[index + 1 :]
         return []
+
+    def close_all(self, reason: str) -> None:
+        """End every live feed (the server is shutting down)."""
+        for client in list(self.clients):
+            client.close(reason, "shutting_down")
 
     def disconnect(self, client: Client) -> None:
         """Forget a client."""

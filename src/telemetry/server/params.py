@@ -7,10 +7,17 @@ import re
 import time
 from datetime import datetime
 
-from telemetry.models import to_ns
+from telemetry.models import EventType, to_ns
 from telemetry.server.wire import IngestError
 
-__all__ = ["parse_bucket", "parse_limit", "parse_tags", "parse_time"]
+__all__ = [
+    "parse_bucket",
+    "parse_event_type",
+    "parse_limit",
+    "parse_list",
+    "parse_tags",
+    "parse_time",
+]
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -85,6 +92,16 @@ def parse_tags(values: list[str]) -> dict[str, str] | None:
                 raise _bad("tags", f"tags={pair!r}: must be key:value")
             tags[key] = val
     return tags or None
+
+
+def parse_event_type(text: str | None) -> str | None:
+    """The ``type`` filter: an event type name, any case."""
+    if not text:
+        return None
+    kinds = [t.value for t in EventType]
+    if text.lower() not in kinds:
+        raise _bad("type", f"type={text!r}: must be one of {', '.join(kinds)}")
+    return text.lower()
 
 
 def parse_list(values: list[str]) -> list[str]:

@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
+MAX_TIME_NS = 2**63 - 1  # the storage's int64; 2262-04-11
+MAX_ID_LENGTH = 256
+_TIME_RULE = "must be between 1970-01-01 and 2262-04-11 (Unix seconds, not milliseconds)"
 _EVENT_TYPES = {t.value: t for t in EventType}
 
 
@@ -97,34 +100,55 @@ class WireBatch(msgspec.Struct):
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
-def _path_of(exc: msgspec.ValidationError, prefix: str) -> str | None:
-    found = _PATH.search(str(exc))
-    if not found:
-        return prefix or None
-    return prefix + found.group(1)[1:] if prefix else found.group(1)
+_MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
-def _rule_of(exc: msgspec.ValidationError) -> str:
+def _path_of(exc: Exception, prefix: str) -> str | None:
+    text = str(exc)
+    found = _PATH.search(text)
+    path = (prefix + found.group(1)[1:] if prefix else found.group(1)) if found else prefix
+    missing = _MISSING.search(text)
+    if missing:  # msgspec reports the object's path; name the field that is missing
+        path = f"{path or '$'}.{missing.group(1)}"
+    return path or None
+
+
+def _rule_of(exc: Exception) -> str:
     return _PATH.sub("", str(exc))
 
 
 def _time(ts: str | float | None, t_ns: int | None, field: str, now: int) -> int:
     if t_ns is not None:
-        return t_ns
-    if ts is None:
+        where = f"{field}.time_ns"
+        value = t_ns
+    elif ts is None:
         return now
-    if isinstance(ts, str):
+    elif isinstance(ts, str):
+        where = f"{field}.timestamp"
         try:
-            return to_ns(datetime.fromisoformat(ts))
+            value = to_ns(datetime.fromisoformat(ts))
         except ValueError:
             raise IngestError(
-                "invalid_field",
-                f"timestamp {ts!r} is not an RFC 3339 time",
-                f"{field}.timestamp",
+                "invalid_field", f"timestamp {ts!r} is not an RFC 3339 time", where
             ) from None
-    if not math.isfinite(ts):
-        raise IngestError("invalid_field", "timestamp must be finite", f"{field}.timestamp")
-    return round(ts * 1_000_000_000)
+    else:
+        where = f"{field}.timestamp"
+        if not math.isfinite(ts) or not 0 <= ts < MAX_TIME_NS / 1e9:
+            raise IngestError("invalid_field", f"timestamp {ts!r}: {_TIME_RULE}", where)
+        value = round(ts * 1_000_000_000)
+    if not 0 <= value < MAX_TIME_NS:
+        raise IngestError("invalid_field", f"time {value} ns: {_TIME_RULE}", where)
+    return value
+
+
+def _check_id(rid: str | None, field: str) -> str | None:
+    if rid is not None and (not rid or len(rid) > MAX_ID_LENGTH or not rid.isprintable()):
+        raise IngestError(
+            "invalid_field",
+            f"id must be 1-{MAX_ID_LENGTH} printable characters (no control characters)",
+            f"{field}.id",
+        )
+    return rid
 
 
 class WireDecoder:
@@ -196,7 +220,19 @@ class WireDecoder:
                 raise IngestError(
                     "malformed_json", "body must be a JSON object, a JSON array or NDJSON lines"
                 )
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            if start == b"{" and not ndjson:
+                # One record: the typed decoder's error already names its field.
+                try:
+                    msgspec.json.decode(body)
+                except msgspec.ValidationError:
+                    pass  # (a DecodeError subclass) valid JSON, a number out of range
+                except msgspec.DecodeError as syntax:
+                    raise IngestError(
+                        "malformed_json", f"body is not valid JSON: {_rule_of(syntax)}"
+                    ) from None
+                error = IngestError("invalid_field", _rule_of(exc), _path_of(exc, f"{prefix}[0]"))
+                return self._convert(kind, [error], prefix, partial)
             # Find which record is at fault (and keep the others with ?partial=true).
             return self._convert_raws(kind, self._split(body, ndjson), prefix, partial)
         self._check_count(len(wires))
@@ -220,7 +256,9 @@ class WireDecoder:
                 msgspec.json.decode(body)  # a single object: is it JSON at all?
                 raws = [msgspec.Raw(body)]
         except msgspec.DecodeError as exc:
-            raise IngestError("malformed_json", f"body is not valid JSON: {exc}") from None
+            raise IngestError(
+                "malformed_json", f"body is not valid JSON: {_rule_of(exc)}", _path_of(exc, "")
+            ) from None
         self._check_count(len(raws))
         return raws
 
@@ -236,7 +274,11 @@ class WireDecoder:
             except msgspec.ValidationError as exc:
                 wires.append(IngestError("invalid_field", _rule_of(exc), _path_of(exc, field)))
             except msgspec.DecodeError as exc:
-                wires.append(IngestError("malformed_json", f"not valid JSON: {exc}", field))
+                wires.append(
+                    IngestError(
+                        "malformed_json", f"not valid JSON: {_rule_of(exc)}", _path_of(exc, field)
+                    )
+                )
         return self._convert(kind, wires, prefix, partial)
 
     def _convert(
@@ -299,7 +341,7 @@ class WireDecoder:
             kind,
             w.metadata,
             _time(w.timestamp, w.time_ns, field, now),
-            w.id or new_id(),
+            _check_id(w.id, field) or new_id(),
         )
 
     def _metric_of(self, w: WireMetric, field: str, now: int) -> Metric:
@@ -329,5 +371,5 @@ class WireDecoder:
             w.unit,
             w.tags,
             _time(w.timestamp, w.time_ns, field, now),
-            w.id or new_id(),
+            _check_id(w.id, field) or new_id(),
         )
