@@ -199,3 +199,21 @@ class TestExporter:
         with contextlib.suppress(Exception):
             again.close(timeout=0.1)
         assert os.path.isdir(tmp_path / "s")
+
+
+class TestLargeBatches:
+    def test_a_batch_over_the_server_limits_is_split_not_rejected(
+        self, server: Server, tmp_path: Path
+    ) -> None:
+        """60,000 records in one batch arrive whole, in several requests, none dropped."""
+        server.start()
+        exporter = HTTPExporter(server.url, spool_dir=tmp_path / "spool")
+        batch = events(25_000)
+        metrics = [Metric("m", float(i), "", {}, 10**18 + i, new_id()) for i in range(35_000)]
+        exporter.store(TelemetryData(batch, metrics))
+        assert exporter.flush(60)
+        stats = exporter.stats()
+        assert stats["dropped"] == {}
+        assert stats["sent"] == 60_000
+        assert stats["requests"] >= 6
+        exporter.close()

@@ -1553,3 +1553,28 @@ class TestStorageFailureIsolation:
         finally:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 server.stop(timeout=2)
+
+
+class TestHttpErrorsAsJson:
+    def test_unknown_paths_and_methods_answer_in_the_error_format(
+        self, client: httpx.Client
+    ) -> None:
+        """404 and 405 carry the API's JSON error body, not plain text."""
+        missing = client.get("/api/v1/nothing-here")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
+        wrong = client.delete("/api/v1/events")
+        assert wrong.status_code == 405
+        assert wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+class TestPendingBound:
+    def test_a_batch_larger_than_the_bound_is_taken_when_nothing_waits(
+        self, tmp_path: Path
+    ) -> None:
+        """With --max-pending 2, a 3-record request is stored instead of refused forever."""
+        with running(tmp_path / "data", "--max-pending", "2") as srv, srv.client() as c:
+            src = unique("big")
+            answer = c.post("/api/v1/events", json=[event(src) for _ in range(3)])
+            assert answer.status_code == 202
+            assert len(c.get("/api/v1/events", params={"source": src}).json()["events"]) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import statistics
 import sys
@@ -126,6 +127,10 @@ def run_remote(args: argparse.Namespace, out: IO[str] = sys.stdout) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # piped into head: not an error
+        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         client.close()
 
@@ -299,6 +304,10 @@ def _bench(args: argparse.Namespace, out: IO[str]) -> int:
             for i in range(args.batch)
         ]
     body = _encode(template)
+    headers = {"Content-Type": "application/json"}
+    if args.gzip:
+        body = gzip.compress(body, 5)
+        headers["Content-Encoding"] = "gzip"
     lock = threading.Lock()
     next_batch = [0]
     latencies: list[float] = []
@@ -314,12 +323,7 @@ def _bench(args: argparse.Namespace, out: IO[str]) -> int:
                     next_batch[0] += 1
                 started = time.perf_counter()
                 try:
-                    client.request(
-                        "POST",
-                        path,
-                        body=body,
-                        headers={"Content-Type": "application/json"},
-                    )
+                    client.request("POST", path, body=body, headers=headers)
                 except ClientError as exc:
                     with lock:
                         errors.append(str(exc))

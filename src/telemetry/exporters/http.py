@@ -30,7 +30,10 @@ from telemetry.jsonform import event_to_wire, metric_to_wire
 from telemetry.models import TelemetryData
 from telemetry.storage.base import Storage
 
-__all__ = ["HTTPExporter", "default_spool_dir"]
+__all__ = ["MAX_BODY_BYTES", "MAX_RECORDS", "HTTPExporter", "default_spool_dir"]
+
+MAX_RECORDS = 10_000  # per request; the server's default limit is 50,000
+MAX_BODY_BYTES = 8 * 2**20  # per request before gzip; the server's default limit is 10 MiB
 
 _log = logging.getLogger("telemetry.exporters.http")
 _encode = msgspec.json.Encoder(enc_hook=str).encode
@@ -71,6 +74,8 @@ class HTTPExporter(Storage):
             dropped (counted as ``spool_full``).
         timeout: seconds per HTTP request.
         max_backoff: longest wait between retries, in seconds.
+        close_timeout: default bound of :meth:`close` (the collector passes its
+            ``shutdown_timeout``).
 
     Raises:
         StorageError: the endpoint is not an http(s) URL or the spool is unusable.
@@ -85,6 +90,7 @@ class HTTPExporter(Storage):
         max_spool_bytes: int = 256 * 2**20,
         timeout: float = 10.0,
         max_backoff: float = 30.0,
+        close_timeout: float = 5.0,
     ) -> None:
         url = urllib.parse.urlsplit(endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -95,6 +101,7 @@ class HTTPExporter(Storage):
         self.token = token
         self.timeout = timeout
         self.max_backoff = max_backoff
+        self.close_timeout = close_timeout
         directory = Path(spool_dir) if spool_dir is not None else default_spool_dir(endpoint)
         self.spool = _open_spool(directory, max_spool_bytes)
         self._session = f"{os.getpid():x}-{random.getrandbits(48):012x}"
@@ -125,23 +132,35 @@ class HTTPExporter(Storage):
         """
         if not data:
             return
-        with self._lock:
-            self._seq += 1
-            key = f"{self._session}-{self._seq}"
-        payload = _encode(
-            {
-                "key": key,
-                "events": [event_to_wire(e) for e in data.events],
-                "metrics": [metric_to_wire(m) for m in data.metrics],
-            }
-        )
-        try:
-            lost = self.spool.append(payload)
-        except SpoolFull as exc:
-            self._count_drop("spool_full", len(data))
-            raise StorageError(str(exc)) from None
-        if lost:
-            self._count_drop("spool_full", lost)  # batches, not records: their sizes are gone
+        events = [event_to_wire(e) for e in data.events]
+        metrics = [metric_to_wire(m) for m in data.metrics]
+        # The server takes at most 50,000 records or 10 MiB per request: spool
+        # requests well inside both, halving any part that encodes too big.
+        parts: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = [
+            (events[i : i + MAX_RECORDS], []) for i in range(0, len(events), MAX_RECORDS)
+        ]
+        parts += [([], metrics[i : i + MAX_RECORDS]) for i in range(0, len(metrics), MAX_RECORDS)]
+        while parts:
+            part_events, part_metrics = parts.pop(0)
+            with self._lock:
+                self._seq += 1
+                key = f"{self._session}-{self._seq}"
+            payload = _encode({"key": key, "events": part_events, "metrics": part_metrics})
+            n = len(part_events) + len(part_metrics)
+            if len(payload) > MAX_BODY_BYTES and n > 1:
+                half_e, half_m = len(part_events) // 2, len(part_metrics) // 2
+                parts[:0] = [
+                    (part_events[:half_e], part_metrics[:half_m]),
+                    (part_events[half_e:], part_metrics[half_m:]),
+                ]
+                continue
+            try:
+                lost = self.spool.append(payload)
+            except SpoolFull as exc:
+                self._count_drop("spool_full", n)
+                raise StorageError(str(exc)) from None
+            if lost:
+                self._count_drop("spool_full", lost)  # requests, not records: sizes are gone
         self._wake.set()
 
     def _count_drop(self, reason: str, n: int) -> None:
@@ -260,14 +279,17 @@ class HTTPExporter(Storage):
             "last_error": self.last_error,
         }
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Send what is spooled for up to ``timeout`` seconds; what is left stays on disk
-        and is sent by the next exporter on the same spool. Idempotent."""
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is spooled for up to ``timeout`` seconds (default ``close_timeout``);
+        what is left stays on disk for the next exporter on the same spool. Idempotent."""
         if self._stop.is_set():
             return
-        self.flush(timeout)
+        deadline = time.monotonic() + (self.close_timeout if timeout is None else timeout)
+        self.flush(max(0.0, deadline - time.monotonic()))
         self._stop.set()
         self._wake.set()
-        self._thread.join(self.timeout + 1)
+        # A request in flight may outlive the deadline: the thread is a daemon and
+        # its batch stays in the spool, unacknowledged, so nothing is lost.
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         self._close_connection()
         self.spool.close()

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
@@ -156,10 +157,16 @@ async def _ingest(request: Request, kind: str) -> Response:
         )
     key = request.headers.get("idempotency-key")
     if not key:
-        return _answer(*await _accept(request, state, kind, ndjson))
+        status, payload, _ = await _accept(request, state, kind, ndjson)
+        return _answer(status, payload)
     seen = state.idempotent.get(key)
     if seen is not None:  # the same request again, stored or still in flight: one answer
-        return _answer(*await asyncio.shield(seen))
+        try:
+            return _answer(
+                *await asyncio.wait_for(asyncio.shield(seen), state.settings.ack_timeout)
+            )
+        except TimeoutError:
+            return _answer(503, _NOT_YET)
     # Registered before the body is even read, so a retry racing the first
     # attempt waits for it instead of storing the batch a second time.
     future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
@@ -167,15 +174,27 @@ async def _ingest(request: Request, kind: str) -> Response:
     while len(state.idempotent) > state.settings.idempotency_keys:
         state.idempotent.popitem(last=False)
     try:
-        status, payload = await _accept(request, state, kind, ndjson)
+        status, payload, late = await _accept(request, state, kind, ndjson)
     except BaseException:
         state.idempotent.pop(key, None)
         future.set_result((503, _encode({"error": {"code": "interrupted", "message": "retry"}})))
         raise
-    if status >= 500 or status == 429:  # not stored: a retry with this key must try again
+    if late is not None:
+        # Not stored in time, but still queued: retries with this key wait for (or
+        # get) the real outcome instead of storing the batch again.
+        state.idempotent[key] = late
+        late.add_done_callback(lambda f: _forget_failed(state, key, f))
+    elif status >= 500 or status == 429:  # not stored: a retry with this key must try again
         state.idempotent.pop(key, None)
     future.set_result((status, payload))
     return _answer(status, payload)
+
+
+def _forget_failed(
+    state: ServerState, key: str, outcome: asyncio.Future[tuple[int, bytes]]
+) -> None:
+    if outcome.result()[0] != 202 and state.idempotent.get(key) is outcome:
+        del state.idempotent[key]
 
 
 def _answer(status: int, payload: bytes) -> Response:
@@ -184,76 +203,103 @@ def _answer(status: int, payload: bytes) -> Response:
     return Response(payload, status, media_type="application/json", headers=headers)
 
 
-async def _accept(
-    request: Request, state: ServerState, kind: str, ndjson: bool
-) -> tuple[int, bytes]:
-    """Read, decode, check back-pressure and submit; the answer's status and body."""
+Outcome = tuple[int, bytes, "asyncio.Future[tuple[int, bytes]] | None"]
+_NOT_YET = _encode(
+    {
+        "error": {
+            "code": "storage_unavailable",
+            "message": "the batch is not stored yet; retry with the same Idempotency-Key",
+        }
+    }
+)
+
+
+async def _accept(request: Request, state: ServerState, kind: str, ndjson: bool) -> Outcome:
+    """Read, decode, check back-pressure and submit: the answer's status and body, and,
+    when the batch stays queued past the wait, the future of its final answer."""
     try:
         body = await _read_body(request, state.settings.limits.max_body_bytes)
         partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
         data, rejected = state.decoder.decode(kind, body, ndjson=ndjson, partial=partial)
     except IngestError as err:
         state.reject(err.code)
-        return err.status, _encode({"error": err.to_json()})
+        return err.status, _encode({"error": err.to_json()}), None
     if rejected:
         state.reject("invalid_field", len(rejected))
     collector = state.collector
     if collector.stats()["awaiting_retry"]:
         state.reject("storage_unavailable", len(data))
-        return 503, _encode(
-            {"error": {"code": "storage_unavailable", "message": "storage is failing; retry later"}}
-        )
-    if collector.pending() + len(data) > state.settings.max_pending:
-        state.reject("backpressure", len(data))
-        return 429, _encode(
-            {
-                "error": {
-                    "code": "too_many_pending",
-                    "message": "more records are waiting for storage than the server holds; "
-                    "retry later",
+        return (
+            503,
+            _encode(
+                {
+                    "error": {
+                        "code": "storage_unavailable",
+                        "message": "storage is failing; retry later",
+                    }
                 }
-            }
+            ),
+            None,
+        )
+    pending = collector.pending()
+    # A batch bigger than the bound is taken when nothing else waits, or it never could be.
+    if pending and pending + len(data) > state.settings.max_pending:
+        state.reject("backpressure", len(data))
+        return (
+            429,
+            _encode(
+                {
+                    "error": {
+                        "code": "too_many_pending",
+                        "message": "more records are waiting for storage than the server holds; "
+                        "retry later",
+                    }
+                }
+            ),
+            None,
         )
     return await _submit(state, data, kind, rejected)
 
 
 async def _submit(
     state: ServerState, data: Any, kind: str, rejected: list[dict[str, Any]]
-) -> tuple[int, bytes]:
-    accepted = len(data)
-    if accepted:
-        loop = asyncio.get_running_loop()
-        stored: asyncio.Future[bool] = loop.create_future()
-
-        def ack(ok: bool) -> None:  # on the dispatch thread
-            loop.call_soon_threadsafe(_settle, stored, ok)
-
-        started = time.perf_counter()
-        state.collector.submit(data, ack)
-        try:
-            ok = await asyncio.wait_for(asyncio.shield(stored), state.settings.ack_timeout)
-        except TimeoutError:
-            ok = False
-        state.storage_seconds += time.perf_counter() - started
-        state.storage_writes += 1
-        if not ok:
-            return 503, _encode(
-                {
-                    "error": {
-                        "code": "storage_unavailable",
-                        "message": "the batch could not be stored in time; retry with the "
-                        "same Idempotency-Key",
-                    }
-                }
-            )
-        state.received["event"] += len(data.events)
-        state.received["metric"] += len(data.metrics)
-    body: dict[str, Any] = {"accepted": accepted}
+) -> Outcome:
+    body: dict[str, Any] = {"accepted": len(data)}
     if kind == "batch":
         body.update(events=len(data.events), metrics=len(data.metrics))
     if rejected:
         body["rejected"] = rejected
-    return 202, _encode(body)
+    accepted = _encode(body)
+    if not data:
+        return 202, accepted, None
+    loop = asyncio.get_running_loop()
+    stored: asyncio.Future[bool] = loop.create_future()
+
+    def ack(ok: bool) -> None:  # on the dispatch thread
+        loop.call_soon_threadsafe(_settle, stored, ok)
+
+    def count(ok: bool) -> None:
+        if ok:
+            state.received["event"] += len(data.events)
+            state.received["metric"] += len(data.metrics)
+
+    started = time.perf_counter()
+    state.collector.submit(data, ack)
+    try:
+        ok = await asyncio.wait_for(asyncio.shield(stored), state.settings.ack_timeout)
+    except TimeoutError:
+        late: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+
+        def settle_late(f: asyncio.Future[bool]) -> None:
+            count(f.result())
+            late.set_result((202, accepted) if f.result() else (503, _NOT_YET))
+
+        stored.add_done_callback(settle_late)
+        return 503, _NOT_YET, late
+    state.storage_seconds += time.perf_counter() - started
+    state.storage_writes += 1
+    count(ok)
+    return (202, accepted, None) if ok else (503, _NOT_YET, None)
 
 
 def _settle(future: asyncio.Future[bool], ok: bool) -> None:
@@ -602,6 +648,14 @@ class AuthMiddleware:
         await response(scope, receive, send)
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404, 405 and the like in the API's JSON error format."""
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    code = codes.get(exc.status_code, "http_error")
+    return _error(exc.status_code, code, str(exc.detail), **(exc.headers or {}))
+
+
 # --- the application -----------------------------------------------------------------------
 
 
@@ -665,6 +719,7 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
             *dashboard.routes(),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
     )
     app.state.rimp = state
     app.add_middleware(AuthMiddleware, tokens=state.tokens)

@@ -57,7 +57,7 @@ def parse_time(text: str | None, field: str, now_ns: int | None = None) -> int |
 def parse_bucket(text: str | None, default: float = 60) -> float:
     """A bucket width: seconds (``60``) or with a unit (``30s``, ``1m``, ``1h``, ``1d``)."""
     if text is None or text == "":
-        return default
+        return float(default)
     found = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?", text)
     if not found:
         raise _bad("bucket", f"bucket={text!r}: must be seconds or a duration like 30s, 5m, 1h")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -88,6 +89,8 @@ def serve(
         demo=demo,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addFilter(_redact_tokens)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -102,6 +105,19 @@ def serve(
     print(f"RIMP serving http://{host}:{port} - storage {backend}, {auth}", flush=True)
     server.run()
     return 0
+
+
+_TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s\"']+")
+
+
+def _redact_tokens(record: logging.LogRecord) -> bool:
+    """Keep ``?token=`` values out of uvicorn's log lines."""
+    if isinstance(record.args, tuple):
+        record.args = tuple(
+            _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
+        )
+    record.msg = _TOKEN_IN_URL.sub(r"\1[redacted]", str(record.msg))
+    return True
 
 
 def _storage(url: str | None, data_dir: str) -> Storage:

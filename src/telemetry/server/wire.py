@@ -126,11 +126,15 @@ def _time(ts: str | float | None, t_ns: int | None, field: str, now: int) -> int
     elif isinstance(ts, str):
         where = f"{field}.timestamp"
         try:
-            value = to_ns(datetime.fromisoformat(ts))
+            moment = datetime.fromisoformat(ts)
         except ValueError:
             raise IngestError(
                 "invalid_field", f"timestamp {ts!r} is not an RFC 3339 time", where
             ) from None
+        try:
+            value = to_ns(moment)
+        except ValueError:
+            raise IngestError("invalid_field", f"timestamp {ts!r}: {_TIME_RULE}", where) from None
     else:
         where = f"{field}.timestamp"
         if not math.isfinite(ts) or not 0 <= ts < MAX_TIME_NS / 1e9:

@@ -39,7 +39,12 @@ def storage_from_config(config: TelemetryConfig) -> Storage:
         # Imported only when asked for: the core never loads a network client otherwise.
         from telemetry.exporters.http import HTTPExporter
 
-        return HTTPExporter(config.endpoint, token=config.token, spool_dir=config.spool_dir)
+        return HTTPExporter(
+            config.endpoint,
+            token=config.token,
+            spool_dir=config.spool_dir,
+            close_timeout=config.shutdown_timeout,
+        )
     backend = config.storage_backend
     if isinstance(backend, Storage):
         return backend
