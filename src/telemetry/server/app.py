@@ -85,6 +85,7 @@ class ServerState:
         self.idempotent: OrderedDict[str, asyncio.Future[tuple[int, bytes]]] = OrderedDict()
         self.storage_seconds = 0.0
         self.storage_writes = 0
+        self.storage_bytes: int | None = None
         self.started = time.time()
         self.collector: TelemetryCollector
         self.stream: TelemetryStream
@@ -591,10 +592,20 @@ async def readyz(request: Request) -> Response:
     return _json({"status": "ready"})
 
 
+def _storage_bytes(storage: Storage) -> int | None:
+    # File sizes only: storage.stats() counts rows, too slow for every scrape.
+    path = getattr(storage, "path", None)
+    if not isinstance(path, Path):
+        return None
+    files = [path, path.with_name(path.name + "-wal")] if path.is_file() else list(path.glob("*"))
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
 async def metrics(request: Request) -> Response:
     """``GET /metrics``: Prometheus text exposition of the server and the stored series."""
     state: ServerState = request.app.state.rimp
     series = await run_in_threadpool(state.collector.storage.series)
+    state.storage_bytes = _storage_bytes(state.collector.storage)
     text = exposition(state, series)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 

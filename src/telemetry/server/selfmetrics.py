@@ -92,6 +92,10 @@ def exposition(state: ServerState, series: list[SeriesInfo]) -> str:
            [({}, stats["storage_errors"])])  # fmt: skip
     family("rimp_queue_depth", "gauge", "Records accepted but not yet stored.",
            [({}, state.collector.pending())])  # fmt: skip
+    storage_bytes = state.storage_bytes
+    if storage_bytes is not None:
+        family("rimp_storage_bytes", "gauge", "Size of the storage on disk (database and WAL).",
+               [({}, storage_bytes)])  # fmt: skip
     family("rimp_live_clients", "gauge", "Connected SSE and WebSocket clients.",
            [({}, hub["clients"])])  # fmt: skip
     family("rimp_live_disconnected_slow_total", "counter",

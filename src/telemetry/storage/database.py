@@ -304,6 +304,9 @@ class DatabaseStorage(Storage):
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA temp_store = MEMORY")
+            # Registered once: SQLite refuses to (re)define a function while another
+            # statement is active on the connection.
+            conn.create_function("rimp_casefold", 1, _casefold, deterministic=True)
             conn.execute("PRAGMA cache_size = -65536")
             # No integrity scan here: it reads the whole file. Corruption met later
             # surfaces as a StorageError from the operation that meets it.
@@ -790,15 +793,11 @@ class DatabaseStorage(Storage):
             sql += " LIMIT ?"
             args.append(limit)
         with self._lock:
-            self._ensure_functions()
             rows = self._conn.execute(sql, args).fetchall()
         return [
             Event(src, msg, EventType(kind_), _decode_metadata(meta), t, rid)
             for rid, t, src, kind_, msg, meta in rows
         ]
-
-    def _ensure_functions(self) -> None:
-        self._conn.create_function("rimp_casefold", 1, _casefold, deterministic=True)
 
     @_reads
     def count_events(

@@ -1,0 +1,617 @@
+// Metric charts: each fills from the aggregate API, then follows the live stream.
+//
+// A live point updates its bucket at once where the aggregate allows it
+// (count, sum, avg, min, max, rate, last) and marks the bucket for a re-read:
+// a moment later the chart asks the aggregate API for the changed buckets only,
+// so live values end up equal to what a reload would show (percentiles too).
+// The server stores a record before the stream delivers it, so the re-read
+// always includes the points that asked for it.
+
+import uPlot from 'uplot';
+import { getJSON, LiveStream } from './api.js';
+import { AGGREGATES, WINDOWS, tagsText } from './layout.js';
+
+const NICE_BUCKETS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+const TARGET_BUCKETS = 150;
+const HEIGHT = 220;
+const MAX_PENDING = 50000;
+const WINDOW_LABELS = { '5m': 'last 5 min', '15m': 'last 15 min', '1h': 'last hour', '6h': 'last 6 h', '24h': 'last 24 h', custom: 'custom' };
+const PALETTE = {
+  light: ['#0072b2', '#d55e00', '#009e73', '#cc79a7', '#8a6d00', '#1f9bd6', '#6a3d9a', '#5f6b76'],
+  dark: ['#56b4e9', '#e69f00', '#2ec4a0', '#e58fc1', '#f0e442', '#ff8f66', '#b99ae6', '#b0b8c0'],
+};
+const UNITS_S = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+const $ = (id) => document.getElementById(id);
+const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
+
+/** A bucket width (seconds) giving about TARGET_BUCKETS buckets over ``span`` seconds. */
+export function bucketFor(span) {
+  const want = span / TARGET_BUCKETS;
+  return NICE_BUCKETS.find((n) => n >= want) || NICE_BUCKETS[NICE_BUCKETS.length - 1];
+}
+
+/** Seconds since the epoch of ``-30m``, ``now``, Unix seconds or a local date-time; NaN if none. */
+export function parseWhen(text, now) {
+  const t = (text || '').trim();
+  if (!t || t === 'now') return now;
+  const rel = /^-(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(t);
+  if (rel) return now - Number(rel[1]) * UNITS_S[rel[2]];
+  if (/^\d+(\.\d+)?$/.test(t)) return Number(t);
+  const ms = Date.parse(t.includes('T') ? t : t.replace(' ', 'T'));
+  return Number.isNaN(ms) ? NaN : ms / 1000;
+}
+
+export function formatNumber(v) {
+  if (v === null || v === undefined || Number.isNaN(v)) return '–';
+  const a = Math.abs(v);
+  if (a >= 1e9) return (v / 1e9).toFixed(a >= 1e10 ? 0 : 1) + 'G';
+  if (a >= 1e6) return (v / 1e6).toFixed(a >= 1e7 ? 0 : 1) + 'M';
+  if (a >= 1e4) return (v / 1e3).toFixed(a >= 1e5 ? 0 : 1) + 'k';
+  if (a >= 100 || a === 0) return v.toFixed(0);
+  if (a >= 1) return v.toFixed(2).replace(/\.?0+$/, '');
+  return v.toPrecision(3).replace(/\.?0+$/, '');
+}
+
+function describeTags(tags) {
+  return Object.entries(tags || {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
+}
+
+function option(value, text, selected) {
+  const o = document.createElement('option');
+  o.value = value;
+  o.textContent = text;
+  if (selected) o.selected = true;
+  return o;
+}
+
+function fillSelect(select, choices, value) {
+  select.replaceChildren(...choices.map(([v, t]) => option(v, t, v === value)));
+}
+
+export const aggChoices = () => AGGREGATES.map((a) => [a, a]);
+export const windowChoices = () => Object.keys(WINDOWS).map((w) => [w, WINDOW_LABELS[w]]);
+
+let chartCounter = 0;
+
+class Chart {
+  constructor(spec, board) {
+    this.spec = { ...spec };
+    this.board = board;
+    this.id = `chart-${++chartCounter}`;
+    this.cells = new Map(); // group key -> Map(bucket start s -> {v, n})
+    this.plot = null;
+    this.plotKeys = null;
+    this.pending = [];
+    this.loading = true;
+    this.generation = 0;
+    this.dirtyFrom = Infinity;
+    this.reconcileTimer = 0;
+    this.inflight = false;
+    this.renderFrame = 0;
+    this.win = this.window();
+    this.build();
+  }
+
+  build() {
+    const el = document.createElement('section');
+    el.className = 'chart';
+    el.id = this.id;
+    el.dataset.state = 'loading';
+    el.dataset.points = '0';
+    el.dataset.series = '0';
+    el.setAttribute('aria-labelledby', `${this.id}-title`);
+
+    const head = document.createElement('div');
+    head.className = 'chart-head';
+    const title = document.createElement('h3');
+    title.id = `${this.id}-title`;
+    this.titleEl = title;
+
+    const controls = document.createElement('div');
+    controls.className = 'chart-controls';
+    this.aggSelect = document.createElement('select');
+    this.aggSelect.setAttribute('aria-label', 'Aggregate');
+    fillSelect(this.aggSelect, aggChoices(), this.spec.agg);
+    this.winSelect = document.createElement('select');
+    this.winSelect.setAttribute('aria-label', 'Window');
+    fillSelect(this.winSelect, windowChoices(), this.spec.win);
+    this.fromInput = Object.assign(document.createElement('input'), { type: 'text', value: this.spec.from || '', placeholder: '-30m' });
+    this.fromInput.setAttribute('aria-label', 'From');
+    this.toInput = Object.assign(document.createElement('input'), { type: 'text', value: this.spec.to || '', placeholder: 'now' });
+    this.toInput.setAttribute('aria-label', 'To');
+    this.customBox = document.createElement('span');
+    this.customBox.className = 'custom-range';
+    const apply = Object.assign(document.createElement('button'), { type: 'button', className: 'btn', textContent: 'Apply' });
+    this.customBox.append(this.fromInput, this.toInput, apply);
+    this.customBox.hidden = this.spec.win !== 'custom';
+    const remove = Object.assign(document.createElement('button'), { type: 'button', className: 'btn ghost remove', textContent: 'Remove' });
+    this.removeButton = remove;
+    controls.append(this.aggSelect, this.winSelect, this.customBox, remove);
+    head.append(title, controls);
+
+    this.plotEl = document.createElement('div');
+    this.plotEl.className = 'plot';
+    this.plotEl.setAttribute('role', 'img');
+    this.message = document.createElement('p');
+    this.message.className = 'chart-message';
+    this.message.setAttribute('role', 'status');
+    el.append(head, this.plotEl, this.message);
+    el.chartData = () => this.data().data; // test hook: [xs, ...series] as drawn
+    this.el = el;
+
+    this.aggSelect.addEventListener('change', () => this.update({ agg: this.aggSelect.value }));
+    this.winSelect.addEventListener('change', () => {
+      this.customBox.hidden = this.winSelect.value !== 'custom';
+      if (this.winSelect.value === 'custom') {
+        if (!this.fromInput.value) this.fromInput.value = '-' + (this.spec.win === 'custom' ? '1h' : this.spec.win);
+        this.fromInput.focus();
+      } else this.update({ win: this.winSelect.value });
+    });
+    const applyCustom = () => {
+      const now = Date.now() / 1000;
+      const from = parseWhen(this.fromInput.value || '-1h', now);
+      const to = parseWhen(this.toInput.value, now);
+      if (!(from < to)) {
+        this.message.textContent = 'From must be a time before To (e.g. -30m, 2024-05-01 12:00, now).';
+        return;
+      }
+      this.update({ win: 'custom', from: this.fromInput.value.trim(), to: this.toInput.value.trim() });
+    };
+    apply.addEventListener('click', applyCustom);
+    for (const input of [this.fromInput, this.toInput]) {
+      input.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter') {
+          e.preventDefault();
+          applyCustom();
+        }
+      });
+    }
+    remove.addEventListener('click', () => this.board.remove(this));
+    this.resizer = new ResizeObserver(() => this.resize());
+    this.resizer.observe(this.plotEl);
+    this.setTitle();
+  }
+
+  setTitle() {
+    const s = this.spec;
+    const unit = this.board.units.get(s.name);
+    let text = `${s.agg} of ${s.name}`;
+    if (s.tags) text += ` {${describeTags(s.tags)}}`;
+    if (s.by) text += ` by ${s.by}`;
+    if (unit && s.agg !== 'count') text += ` (${s.agg === 'rate' ? unit + '/s' : unit})`;
+    this.titleEl.textContent = text;
+    this.removeButton.setAttribute('aria-label', `Remove chart ${text}`);
+  }
+
+  update(change) {
+    Object.assign(this.spec, change);
+    this.message.textContent = '';
+    this.setTitle();
+    this.board.changed();
+    this.load();
+  }
+
+  window() {
+    const now = Date.now() / 1000;
+    const s = this.spec;
+    if (s.win !== 'custom') {
+      const span = WINDOWS[s.win];
+      return { from: now - span, to: now, span, live: true, bucket: bucketFor(span) };
+    }
+    let from = parseWhen(s.from || '-1h', now);
+    let to = parseWhen(s.to, now);
+    if (!(from < to)) {
+      from = now - 3600;
+      to = now;
+    }
+    const live = !s.to || s.to === 'now';
+    return { from, to, span: to - from, live, bucket: bucketFor(to - from) };
+  }
+
+  params(since) {
+    const s = this.spec;
+    return {
+      agg: s.agg,
+      bucket: this.win.bucket,
+      since,
+      until: this.win.live ? undefined : this.win.to,
+      tags: s.tags ? Object.entries(s.tags).map(([k, v]) => `${k}:${v}`) : undefined,
+      group_by: s.by || undefined,
+    };
+  }
+
+  path() {
+    return `api/v1/metrics/${encodeURIComponent(this.spec.name)}/aggregate`;
+  }
+
+  groupKey(tags) {
+    return this.spec.by ? (tags && tags[this.spec.by]) ?? '' : '';
+  }
+
+  async load() {
+    const generation = ++this.generation;
+    clearTimeout(this.reconcileTimer);
+    this.reconcileTimer = 0;
+    this.dirtyFrom = Infinity;
+    this.loading = true;
+    this.pending = [];
+    this.el.dataset.state = 'loading';
+    this.win = this.window();
+    const since = Math.floor(this.win.from / this.win.bucket) * this.win.bucket;
+    try {
+      await this.board.stream.ready(); // subscribed first: no point falls between the two
+      if (generation !== this.generation) return;
+      const body = await getJSON(this.path(), this.params(since));
+      if (generation !== this.generation) return;
+      this.cells = new Map();
+      this.store(body.groups);
+      this.loading = false;
+      const pending = this.pending;
+      this.pending = [];
+      for (const p of pending) this.live(p);
+      this.message.textContent = '';
+      this.render(true);
+      this.el.dataset.state = 'ready';
+    } catch (err) {
+      if (generation !== this.generation) return;
+      this.loading = false;
+      this.el.dataset.state = 'error';
+      this.message.textContent = `Could not load (${err.message}); trying again…`;
+      setTimeout(() => {
+        if (generation === this.generation) this.load();
+      }, 5000);
+    }
+  }
+
+  store(groups) {
+    for (const g of groups) {
+      const key = this.groupKey(g.tags);
+      let cells = this.cells.get(key);
+      if (!cells) this.cells.set(key, (cells = new Map()));
+      for (const b of g.buckets) {
+        if (b.value === null || b.value === undefined) continue;
+        cells.set(Math.round(Number(b.start_ns) / 1e9 / this.win.bucket) * this.win.bucket, { v: b.value, n: b.count });
+      }
+    }
+  }
+
+  accepts(point) {
+    if (point.name !== this.spec.name) return false;
+    const want = this.spec.tags;
+    if (want) {
+      for (const k in want) if (!point.tags || point.tags[k] !== want[k]) return false;
+    }
+    return true;
+  }
+
+  /** A point from the live stream. */
+  live(point) {
+    if (this.loading) {
+      if (this.pending.length < MAX_PENDING) this.pending.push(point);
+      return;
+    }
+    if (!this.win.live) return;
+    const bucket = this.win.bucket;
+    const t = Number(point.time_ns) / 1e9;
+    const start = Math.floor(t / bucket) * bucket;
+    if (start + bucket <= this.win.from) return;
+    const key = this.groupKey(point.tags);
+    let cells = this.cells.get(key);
+    if (!cells) this.cells.set(key, (cells = new Map()));
+    const value = point.value;
+    const cell = cells.get(start);
+    const agg = this.spec.agg;
+    if (!cell) {
+      const first = agg === 'count' ? 1 : agg === 'rate' ? value / bucket : value;
+      cells.set(start, { v: first, n: 1 });
+    } else {
+      const n = cell.n;
+      if (agg === 'count') cell.v = n + 1;
+      else if (agg === 'sum') cell.v += value;
+      else if (agg === 'avg') cell.v = (cell.v * n + value) / (n + 1);
+      else if (agg === 'min') cell.v = Math.min(cell.v, value);
+      else if (agg === 'max') cell.v = Math.max(cell.v, value);
+      else if (agg === 'rate') cell.v += value / bucket;
+      else if (agg === 'last') cell.v = value;
+      // percentiles wait for the re-read
+      cell.n = n + 1;
+    }
+    this.dirtyFrom = Math.min(this.dirtyFrom, start);
+    this.scheduleReconcile();
+    this.scheduleRender();
+  }
+
+  scheduleReconcile() {
+    if (this.reconcileTimer || this.inflight) return;
+    const delay = this.win.bucket >= 60 ? 5000 : 1000;
+    this.reconcileTimer = setTimeout(() => this.reconcile(), delay);
+  }
+
+  async reconcile() {
+    this.reconcileTimer = 0;
+    if (this.dirtyFrom === Infinity || this.loading) return;
+    const generation = this.generation;
+    const from = this.dirtyFrom;
+    this.dirtyFrom = Infinity;
+    this.inflight = true;
+    try {
+      const body = await getJSON(this.path(), this.params(from));
+      if (generation !== this.generation) return;
+      for (const cells of this.cells.values()) {
+        for (const start of [...cells.keys()]) if (start >= from) cells.delete(start);
+      }
+      this.store(body.groups);
+      this.scheduleRender();
+    } catch {
+      if (generation === this.generation) this.dirtyFrom = Math.min(this.dirtyFrom, from);
+    } finally {
+      this.inflight = false;
+      if (generation === this.generation && this.dirtyFrom !== Infinity) this.scheduleReconcile();
+    }
+  }
+
+  /** Slide a live window forward. */
+  tick() {
+    if (!this.win.live || this.loading) return;
+    const now = Date.now() / 1000;
+    this.win.from = now - this.win.span;
+    this.win.to = now;
+    const oldest = this.win.from - this.win.bucket;
+    for (const cells of this.cells.values()) {
+      for (const start of cells.keys()) if (start < oldest) cells.delete(start);
+    }
+    this.scheduleRender();
+  }
+
+  scheduleRender() {
+    if (!this.renderFrame) {
+      this.renderFrame = requestAnimationFrame(() => {
+        this.renderFrame = 0;
+        this.render(false);
+      });
+    }
+  }
+
+  data() {
+    const keys = [...this.cells.keys()].filter((k) => this.cells.get(k).size).sort();
+    const starts = new Set();
+    for (const k of keys) for (const s of this.cells.get(k).keys()) starts.add(s);
+    const xs = [...starts].sort((a, b) => a - b);
+    const columns = keys.map((k) => {
+      const cells = this.cells.get(k);
+      return xs.map((x) => (cells.has(x) ? cells.get(x).v : null));
+    });
+    return { keys, data: [xs, ...columns] };
+  }
+
+  label(key) {
+    if (this.spec.by) return `${this.spec.by}=${key === '' ? '(none)' : key}`;
+    return this.spec.tags ? describeTags(this.spec.tags) : this.spec.name;
+  }
+
+  render(rebuild) {
+    const { keys, data } = this.data();
+    let points = 0;
+    for (let i = 1; i < data.length; i++) for (const v of data[i]) if (v !== null) points++;
+    this.el.dataset.points = String(points);
+    this.el.dataset.series = String(keys.length);
+    const signature = keys.join('\u0001');
+    if (rebuild || !this.plot || signature !== this.plotKeys) this.buildPlot(keys, data);
+    else this.plot.setData(data);
+    if (!keys.length && !this.loading) this.message.textContent = 'No points in this window yet.';
+    else if (this.message.textContent.startsWith('No points')) this.message.textContent = '';
+    this.describe(keys, data);
+  }
+
+  describe(keys, data) {
+    const parts = keys.slice(0, 8).map((k, i) => {
+      const col = data[i + 1];
+      let last = null;
+      for (let j = col.length - 1; j >= 0 && last === null; j--) last = col[j];
+      return `${this.label(k)} latest ${formatNumber(last)}`;
+    });
+    const what = `${this.titleEl.textContent}, ${WINDOW_LABELS[this.spec.win]}, ${keys.length} series`;
+    this.plotEl.setAttribute('aria-label', parts.length ? `${what}: ${parts.join('; ')}` : `${what}: no data`);
+  }
+
+  buildPlot(keys, data) {
+    this.plot?.destroy();
+    const css = getComputedStyle(document.documentElement);
+    const fg = css.getPropertyValue('--muted').trim() || '#666';
+    const grid = css.getPropertyValue('--grid').trim() || '#ddd';
+    const palette = dark() ? PALETTE.dark : PALETTE.light;
+    const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
+    const opts = {
+      width: this.width(),
+      height: HEIGHT,
+      scales: {
+        x: {
+          time: true,
+          range: (u, min, max) => [this.win.from, Math.max(this.win.to, max ?? this.win.to)],
+        },
+      },
+      series: [
+        {},
+        ...keys.map((k, i) => ({
+          label: this.label(k),
+          stroke: palette[i % palette.length],
+          width: 1.5,
+          spanGaps: false,
+          value: (u, v) => formatNumber(v),
+        })),
+      ],
+      axes: [axis, { ...axis, size: 56, values: (u, splits) => splits.map(formatNumber) }],
+      cursor: { drag: { x: false, y: false } },
+      legend: { show: true },
+    };
+    this.plot = new uPlot(opts, data, this.plotEl);
+    this.plotKeys = keys.join('\u0001');
+  }
+
+  width() {
+    return Math.max(200, Math.floor(this.plotEl.clientWidth || this.el.clientWidth || 400));
+  }
+
+  resize() {
+    if (this.plot && Math.abs(this.plot.width - this.width()) > 1) this.plot.setSize({ width: this.width(), height: HEIGHT });
+  }
+
+  rebuild() {
+    if (this.plot) this.render(true);
+  }
+
+  destroy() {
+    this.generation++;
+    clearTimeout(this.reconcileTimer);
+    cancelAnimationFrame(this.renderFrame);
+    this.resizer.disconnect();
+    this.plot?.destroy();
+    this.el.remove();
+  }
+}
+
+/** All charts of the page and the one metric stream they share. */
+export class Board {
+  constructor({ onChange, onState }) {
+    this.onChange = onChange;
+    this.charts = [];
+    this.units = new Map();
+    this.series = [];
+    this.container = $('charts');
+    this.streamKey = '';
+    this.localNames = null; // names filtered here when the server cannot (a comma in a name)
+    this.stream = new LiveStream({ metric: (p) => this.onPoint(p), state: onState, resume: true });
+    this.wireForm();
+    setInterval(() => this.charts.forEach((c) => c.tick()), 2000);
+    window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => this.charts.forEach((c) => c.rebuild()));
+  }
+
+  wireForm() {
+    const form = $('add-chart');
+    const name = $('a-name');
+    const win = $('a-window');
+    fillSelect($('a-agg'), aggChoices(), 'avg');
+    fillSelect(win, windowChoices(), '15m');
+    const customs = form.querySelectorAll('.custom');
+    win.addEventListener('change', () => customs.forEach((c) => (c.hidden = win.value !== 'custom')));
+    let last = 0;
+    name.addEventListener('focus', () => {
+      if (Date.now() - last > 5000) {
+        last = Date.now();
+        this.loadSeries().catch(() => {});
+      }
+    });
+    name.addEventListener('input', () => this.fillSeries(name.value.trim()));
+    name.addEventListener('change', () => this.fillSeries(name.value.trim()));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const error = $('a-error');
+      error.textContent = '';
+      const metric = name.value.trim();
+      if (!metric) {
+        error.textContent = 'Pick a metric name.';
+        return;
+      }
+      const spec = { name: metric, agg: $('a-agg').value, win: win.value, tags: null, by: '', from: '', to: '' };
+      const series = $('a-series').value;
+      if (series.startsWith('by:')) spec.by = series.slice(3);
+      else if (series.startsWith('tags:')) spec.tags = JSON.parse(series.slice(5));
+      if (spec.win === 'custom') {
+        spec.from = $('a-from').value.trim() || '-1h';
+        spec.to = $('a-to').value.trim();
+        const now = Date.now() / 1000;
+        if (!(parseWhen(spec.from, now) < parseWhen(spec.to, now))) {
+          error.textContent = 'From must be a time before To (e.g. -30m, 2024-05-01 12:00, now).';
+          return;
+        }
+      }
+      this.add(spec);
+    });
+  }
+
+  async loadSeries() {
+    const body = await getJSON('api/v1/series');
+    this.series = body.series;
+    const names = [...new Set(this.series.map((s) => s.name))].sort();
+    for (const s of this.series) if (s.unit) this.units.set(s.name, s.unit);
+    $('names').replaceChildren(...names.map((n) => option(n, n)));
+    this.fillSeries($('a-name').value.trim());
+    for (const c of this.charts) c.setTitle();
+    return names;
+  }
+
+  fillSeries(name) {
+    const select = $('a-series');
+    const keep = select.value;
+    const members = this.series.filter((s) => s.name === name);
+    const keys = [...new Set(members.flatMap((s) => Object.keys(s.tags)))].sort();
+    const choices = [['', 'all, combined']];
+    for (const k of keys) choices.push([`by:${k}`, `one line per ${k}`]);
+    for (const s of members.slice(0, 200)) {
+      if (Object.keys(s.tags).length) choices.push([`tags:${JSON.stringify(s.tags)}`, describeTags(s.tags)]);
+    }
+    fillSelect(select, choices, choices.some(([v]) => v === keep) ? keep : '');
+  }
+
+  specs() {
+    return this.charts.map((c) => ({ ...c.spec }));
+  }
+
+  /** Replace every chart (from the layout in the URL). */
+  setCharts(specs) {
+    for (const c of this.charts) c.destroy();
+    this.charts = [];
+    for (const spec of specs) this.create(spec);
+    this.afterChange();
+    for (const c of this.charts) c.load();
+  }
+
+  create(spec) {
+    const chart = new Chart(spec, this);
+    this.charts.push(chart);
+    this.container.append(chart.el);
+    return chart;
+  }
+
+  add(spec) {
+    const chart = this.create(spec);
+    this.afterChange();
+    this.changed();
+    chart.load();
+    chart.el.scrollIntoView({ block: 'nearest' });
+  }
+
+  remove(chart) {
+    const at = this.charts.indexOf(chart);
+    chart.destroy();
+    this.charts.splice(at, 1);
+    this.afterChange();
+    this.changed();
+    const next = this.charts[Math.min(at, this.charts.length - 1)];
+    (next ? next.aggSelect : $('a-name')).focus();
+  }
+
+  changed() {
+    this.onChange();
+  }
+
+  afterChange() {
+    $('charts-empty').hidden = this.charts.length > 0;
+    const names = [...new Set(this.charts.map((c) => c.spec.name))].sort();
+    const filterable = names.every((n) => !n.includes(','));
+    this.localNames = filterable ? null : new Set(names);
+    const params = names.length ? { kind: 'metric', mode: 'sample', name: filterable ? names.join(',') : undefined } : null;
+    const key = JSON.stringify(params);
+    if (key === this.streamKey) return;
+    this.streamKey = key;
+    this.stream.open(params);
+  }
+
+  onPoint(point) {
+    if (this.localNames && !this.localNames.has(point.name)) return;
+    for (const c of this.charts) if (c.accepts(point)) c.live(point);
+  }
+}

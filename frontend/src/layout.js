@@ -1,0 +1,84 @@
+// The view in the URL hash, so that a link shares it:
+//   #c=NAME|AGG|WINDOW|TAGS|GROUPBY|FROM|TO&c=...&src=SOURCES&type=T1,T2&q=TEXT
+// Each field is percent-encoded; TAGS is k:v,k:v with k and v percent-encoded.
+
+export const AGGREGATES = ['avg', 'min', 'max', 'sum', 'count', 'p50', 'p90', 'p95', 'p99', 'rate', 'last'];
+export const WINDOWS = { '5m': 300, '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, custom: 0 };
+export const TYPES = ['debug', 'info', 'warning', 'error', 'critical'];
+
+const enc = encodeURIComponent;
+
+function dec(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+export function tagsText(tags) {
+  return Object.entries(tags || {})
+    .map(([k, v]) => `${enc(k)}:${enc(v)}`)
+    .join(',');
+}
+
+function parseTags(text) {
+  if (!text) return null;
+  const tags = {};
+  for (const pair of text.split(',')) {
+    const at = pair.indexOf(':');
+    if (at > 0) tags[dec(pair.slice(0, at))] = dec(pair.slice(at + 1));
+  }
+  return Object.keys(tags).length ? tags : null;
+}
+
+export function encodeChart(spec) {
+  const fields = [enc(spec.name), spec.agg, spec.win, tagsText(spec.tags), enc(spec.by || '')];
+  if (spec.win === 'custom') fields.push(enc(spec.from || ''), enc(spec.to || ''));
+  return fields.join('|');
+}
+
+export function decodeChart(text) {
+  const [name, agg, win, tags, by, from, to] = text.split('|');
+  if (!name) return null;
+  return {
+    name: dec(name),
+    agg: AGGREGATES.includes(agg) ? agg : 'avg',
+    win: win in WINDOWS ? win : '1h',
+    tags: parseTags(tags),
+    by: dec(by || ''),
+    from: dec(from || ''),
+    to: dec(to || ''),
+  };
+}
+
+/** The page's state as a hash (without the leading #). */
+export function encodeLayout({ charts, filters }) {
+  const parts = charts.map((c) => 'c=' + encodeChart(c));
+  if (filters.source) parts.push('src=' + enc(filters.source));
+  if (filters.types && filters.types.length < TYPES.length) parts.push('type=' + filters.types.join(','));
+  if (filters.search) parts.push('q=' + enc(filters.search));
+  return parts.join('&');
+}
+
+export function decodeLayout(hash) {
+  const charts = [];
+  const filters = { source: '', types: [...TYPES], search: '' };
+  for (const part of hash.replace(/^#/, '').split('&')) {
+    const at = part.indexOf('=');
+    if (at < 0) continue;
+    const key = part.slice(0, at);
+    const value = part.slice(at + 1);
+    if (key === 'c') {
+      const spec = decodeChart(value);
+      if (spec) charts.push(spec);
+    } else if (key === 'src') {
+      filters.source = dec(value);
+    } else if (key === 'type') {
+      filters.types = value.split(',').filter((t) => TYPES.includes(t));
+    } else if (key === 'q') {
+      filters.search = dec(value);
+    }
+  }
+  return { charts, filters };
+}
