@@ -164,6 +164,14 @@ def main() -> None:
                 stdout=subprocess.PIPE,
                 text=True,
             )
+            # Read the load process's report while it runs: it is larger than a pipe's
+            # buffer (one latency per request), and an unread pipe would block it forever.
+            report: list[str] = []
+            reader = threading.Thread(
+                target=lambda: report.append(load.stdout.read()),  # type: ignore[union-attr]
+                daemon=True,
+            )
+            reader.start()
             peak = rss0
             rss_trace = []
             while load.poll() is None:
@@ -171,7 +179,8 @@ def main() -> None:
                 peak = max(peak, rss)
                 rss_trace.append(rss)
                 time.sleep(0.5)
-            out, _ = load.communicate()
+            reader.join()
+            out = report[0]
             cpu1, rss1 = proc_stats(server.pid)
             result = json.loads(out)
             loaded_probe = subprocess.Popen(
