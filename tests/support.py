@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -105,3 +106,14 @@ class Server:
     def event_ids(self) -> list[str]:
         response = httpx.get(self.url + "/api/v1/events", params={"limit": 10_000}, timeout=10)
         return [e["id"] for e in response.json()["events"]]
+
+
+def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (dedented) in a fresh interpreter; capture its output as text."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -16,6 +16,7 @@ import pytest
 from telemetry import Event, EventType, Metric, StorageError, TelemetryData, ValidationError
 from telemetry.models import new_id
 from telemetry.storage.database import MERGE_AT, MINUTE_NS, SCHEMA_VERSION, DatabaseStorage
+from tests.support import run_python
 
 T0 = 1_796_083_200 * 1_000_000_000  # minute aligned
 SECOND = 1_000_000_000
@@ -33,16 +34,6 @@ def events(n: int, *, start: int = T0, step: int = SECOND) -> list[Event]:
         Event("svc", f"event {i}", kinds[i % len(kinds)], {"i": i}, start + i * step, new_id())
         for i in range(n)
     ]
-
-
-def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 class TestFiles:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -13,16 +10,7 @@ import pytest
 
 from telemetry import TelemetryCollector, TelemetryConfig
 from telemetry.storage import FileStorage
-
-
-def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.support import run_python
 
 
 class TestExitFlush:
