@@ -1,4 +1,4 @@
-"""Tests of telemetry.logging: the logging bridge."""
+"""Tests of telemetry.logbridge: the logging bridge."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from telemetry import EventType, TelemetryCollector, TelemetryConfig
-from telemetry.logging import TelemetryHandler
+from telemetry.logbridge import TelemetryHandler
 from telemetry.storage import MemoryStorage
 from tests.support import FlakyStorage
 

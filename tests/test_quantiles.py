@@ -1,4 +1,4 @@
-"""Tests of telemetry.quantiles: exact percentiles and the 1 % sketch."""
+"""Tests of telemetry._quantiles: exact percentiles and the 1 % sketch."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telemetry.quantiles import PERCENTILES, Sketch, percentile
+from telemetry._quantiles import PERCENTILES, Sketch, percentile
 
 
 class TestPercentile:

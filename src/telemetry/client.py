@@ -19,11 +19,10 @@ from typing import Any
 
 import msgspec
 
+from telemetry._jsonform import encode as _encode
 from telemetry.errors import TelemetryError
 
 __all__ = ["ClientError", "RimpClient"]
-
-_encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
 class ClientError(TelemetryError):

@@ -13,24 +13,23 @@ the storage has taken everything (``records_flushed`` counts what it took).
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-import msgspec
-
+from telemetry import _lifecycle
+from telemetry._ids import ID_POOL
+from telemetry._jsonform import encode as _encode_tags
+from telemetry._sink import sink_from_config
 from telemetry.config import TelemetryConfig
 from telemetry.errors import ValidationError
 from telemetry.instruments import NOOP, Counter, Gauge, Histogram, Instrument, Timer
-from telemetry.models import ID_POOL, Event, EventType, Metric, TelemetryData, to_ns
-from telemetry.storage import Storage, storage_from_config
+from telemetry.models import Event, EventType, Metric, TelemetryData, to_ns
+from telemetry.storage import Storage
 
 __all__ = ["OVERFLOW_TAGS", "Route", "TelemetryCollector"]
 
@@ -42,7 +41,6 @@ _DICT = dict
 OVERFLOW_TAGS: dict[str, str] = {"rimp_overflow": "true"}
 _STORE_RETRY_MAX = 5.0
 _MAX_KNOWN_KEYS = 1_000_000  # bound on the fast-path cache of (name, encoded tags)
-_encode_tags = msgspec.json.Encoder().encode
 
 
 Ack = Callable[[bool], None]
@@ -96,7 +94,6 @@ class TelemetryCollector:
         self, config: TelemetryConfig | None = None, *, storage: Storage | None = None
     ) -> None:
         self.config = config = config if config is not None else TelemetryConfig()
-        config.validate()
         self._given_storage = storage
         self._storage: Storage | None = storage
         self._capacity = config.buffer_capacity
@@ -113,7 +110,12 @@ class TelemetryCollector:
         else:
             _ = self.storage  # build it now: a bad backend fails here, loudly, not in the pump
             self._start_pump()
-        _LIVE.add(self)
+        _lifecycle.track(
+            self,
+            _lifecycle.Phase.COLLECTOR,
+            at_exit=TelemetryCollector.close,
+            after_fork=TelemetryCollector._after_fork_in_child,
+        )
 
     def _init_state(self) -> None:
         """(Re)create buffers, counters and synchronisation (also in a forked child)."""
@@ -161,7 +163,7 @@ class TelemetryCollector:
     def storage(self) -> Storage:
         """The ``Storage`` built from the configuration (created on first use)."""
         if self._storage is None:
-            self._storage = storage_from_config(self.config)
+            self._storage = sink_from_config(self.config)
         return self._storage
 
     def _attach(self, route: Route) -> None:
@@ -209,7 +211,9 @@ class TelemetryCollector:
             _bad_text(source, message)
         if len(message) > self._max_message:
             raise ValidationError(
-                f"message: {len(message)} characters is over max_message_length={self._max_message}"
+                f"message: {len(message)} characters is over "
+                f"max_message_length={self._max_message}",
+                field="message",
             )
         if event_type.__class__ is not _EVENT_TYPE:
             event_type = _event_type(event_type)
@@ -363,7 +367,8 @@ class TelemetryCollector:
                 self._instruments[key] = inst
         if not isinstance(inst, cls):
             raise ValidationError(
-                f"name={name!r}: already registered as a {type(inst).__name__} with these tags"
+                f"name={name!r}: already registered as a {type(inst).__name__} with these tags",
+                field="name",
             )
         return inst
 
@@ -388,7 +393,7 @@ class TelemetryCollector:
             ValidationError: ``unit`` is not ``"ms"`` or ``"s"``.
         """
         if unit not in ("ms", "s"):
-            raise ValidationError(f"unit={unit!r}: a timer measures in 'ms' or 's'")
+            raise ValidationError(f"unit={unit!r}: a timer measures in 'ms' or 's'", field="unit")
         hist = self._instrument(Histogram, name, unit, tags)
         return hist if hist is NOOP else Timer(hist)
 
@@ -501,6 +506,11 @@ class TelemetryCollector:
             self._metrics_submitted += len(data.metrics)
         self._submitted.append((data, ack))
         self._signal()
+
+    def awaiting_retry(self) -> int:
+        """Records whose storage write failed and will be retried (0 while storage is healthy)."""
+        unstored = self._unstored
+        return sum(len(b) for b, _ in list(unstored)) if unstored else 0
 
     def pending(self) -> int:
         """Records accepted but not yet stored: buffered, submitted and awaiting retry."""
@@ -684,7 +694,7 @@ class TelemetryCollector:
         )
         if complete and owns_storage and self._storage is not None:
             self._storage.close()
-        _LIVE.discard(self)
+        _lifecycle.untrack(self)
         return complete and not (left_e or left_m or unstored)
 
     def stats(self) -> dict[str, Any]:
@@ -718,7 +728,7 @@ class TelemetryCollector:
             "buffered": ev_buf + m_buf,
             "consumer_errors": self._consumer_errors,
             "storage_errors": self._storage_errors,
-            "awaiting_retry": sum(len(b) for b, _ in list(self._unstored)),
+            "awaiting_retry": self.awaiting_retry(),
             "cardinality_overflow": self._cardinality_overflow,
             "consumer_dropped": self._consumer_dropped,
             "instruments": len(self._instruments),
@@ -754,29 +764,6 @@ class TelemetryCollector:
             self._start_pump()
 
 
-# --- process-wide hooks ---------------------------------------------------------------
-
-_LIVE: weakref.WeakSet[TelemetryCollector] = weakref.WeakSet()
-
-
-def _close_all_at_exit() -> None:
-    for collector in list(_LIVE):
-        try:
-            collector.close()
-        except Exception:
-            _log.exception("telemetry: exit flush failed")
-
-
-def _reinit_all_after_fork() -> None:
-    for collector in list(_LIVE):
-        collector._after_fork_in_child()
-
-
-atexit.register(_close_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_all_after_fork)
-
-
 def _acknowledge(acks: list[Ack], stored: bool) -> None:
     for ack in acks:
         try:
@@ -807,38 +794,42 @@ def _number(value: Any) -> float:
         return float(value.__float__())
     except (AttributeError, TypeError, ValueError):
         raise ValidationError(
-            f"value={value!r}: must be a number (int or float), not {type(value).__name__}"
+            f"value={value!r}: must be a number (int or float), not {type(value).__name__}",
+            field="value",
         ) from None
 
 
 def _non_finite(value: Any) -> None:
-    raise ValidationError(f"value={value!r}: must be finite (not NaN or infinity)")
+    raise ValidationError(f"value={value!r}: must be finite (not NaN or infinity)", field="value")
 
 
 def _bad_name(name: Any, unit: Any) -> None:
     if name.__class__ is not str or not name:
-        raise ValidationError(f"name={name!r}: must be a non-empty string")
-    raise ValidationError(f"unit={unit!r}: must be a string")
+        raise ValidationError(f"name={name!r}: must be a non-empty string", field="name")
+    raise ValidationError(f"unit={unit!r}: must be a string", field="unit")
 
 
 def _bad_tag(key: Any, value: Any) -> None:
     if key.__class__ is not str:
-        raise ValidationError(f"tags: key {key!r} must be a string, not {type(key).__name__}")
+        raise ValidationError(
+            f"tags: key {key!r} must be a string, not {type(key).__name__}", field="tags"
+        )
     raise ValidationError(
-        f"tags[{key!r}]={value!r}: tag values must be strings, not {type(value).__name__}"
+        f"tags[{key!r}]={value!r}: tag values must be strings, not {type(value).__name__}",
+        field="tags",
     )
 
 
 def _as_tags(tags: Any) -> dict[str, str]:
     if isinstance(tags, Mapping):
         return dict(tags)
-    raise ValidationError(f"tags={tags!r}: must be a dict of strings to strings")
+    raise ValidationError(f"tags={tags!r}: must be a dict of strings to strings", field="tags")
 
 
 def _bad_text(source: Any, message: Any) -> None:
     if source.__class__ is not str:
-        raise ValidationError(f"source={source!r}: must be a string")
-    raise ValidationError(f"message={message!r}: must be a string")
+        raise ValidationError(f"source={source!r}: must be a string", field="source")
+    raise ValidationError(f"message={message!r}: must be a string", field="message")
 
 
 def _event_type(value: Any) -> EventType:
@@ -846,13 +837,17 @@ def _event_type(value: Any) -> EventType:
         return EventType(value.lower() if isinstance(value, str) else value)
     except ValueError:
         choices = ", ".join(t.value for t in EventType)
-        raise ValidationError(f"event_type={value!r}: must be one of {choices}") from None
+        raise ValidationError(
+            f"event_type={value!r}: must be one of {choices}", field="event_type"
+        ) from None
 
 
 def _check_metadata(metadata: Any, max_keys: int) -> dict[str, Any]:
     if not isinstance(metadata, Mapping):
-        raise ValidationError(f"metadata={metadata!r}: must be a dict")
+        raise ValidationError(f"metadata={metadata!r}: must be a dict", field="metadata")
     checked: dict[str, Any] = dict(metadata)
     if len(checked) > max_keys:
-        raise ValidationError(f"metadata: {len(checked)} keys is over max_metadata_keys={max_keys}")
+        raise ValidationError(
+            f"metadata: {len(checked)} keys is over max_metadata_keys={max_keys}", field="metadata"
+        )
     return checked

@@ -26,9 +26,12 @@ OVERFLOW_POLICIES: tuple[str, ...] = ("block", "drop_newest", "drop_oldest")
 STORAGE_BACKENDS: tuple[str, ...] = ("memory", "file", "database")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TelemetryConfig:
     """How a :class:`~telemetry.collector.TelemetryCollector` buffers and delivers records.
+
+    Validated when built and immutable after (``dataclasses.replace`` makes a
+    changed copy, validated again).
 
     Example::
 
@@ -94,7 +97,8 @@ class TelemetryConfig:
         if self.buffer_size > self.buffer_capacity:
             raise ConfigError(
                 f"buffer_size={self.buffer_size}: must not exceed "
-                f"buffer_capacity={self.buffer_capacity}"
+                f"buffer_capacity={self.buffer_capacity}",
+                field="buffer_size",
             )
         _check_seconds("flush_interval", self.flush_interval, positive=True)
         _check_seconds("block_timeout", self.block_timeout, positive=False)
@@ -105,7 +109,8 @@ class TelemetryConfig:
         if self.overflow_policy not in OVERFLOW_POLICIES:
             raise ConfigError(
                 f"overflow_policy={self.overflow_policy!r}: must be one of "
-                + ", ".join(repr(p) for p in OVERFLOW_POLICIES)
+                + ", ".join(repr(p) for p in OVERFLOW_POLICIES),
+                field="overflow_policy",
             )
         backend = self.storage_backend
         if isinstance(backend, str):
@@ -113,14 +118,16 @@ class TelemetryConfig:
                 raise ConfigError(
                     f"storage_backend={backend!r}: must be one of "
                     + ", ".join(repr(b) for b in STORAGE_BACKENDS)
-                    + " or a Storage instance"
+                    + " or a Storage instance",
+                    field="storage_backend",
                 )
         else:
             from telemetry.storage.base import Storage
 
             if not isinstance(backend, Storage):
                 raise ConfigError(
-                    f"storage_backend={backend!r}: must be a backend name or a Storage instance"
+                    f"storage_backend={backend!r}: must be a backend name or a Storage instance",
+                    field="storage_backend",
                 )
         from telemetry.errors import ValidationError
         from telemetry.models import duration_ns
@@ -132,27 +139,41 @@ class TelemetryConfig:
                 try:
                     durations[name] = duration_ns(value, name)
                 except ValidationError as exc:
-                    raise ConfigError(str(exc)) from None
+                    raise ConfigError(str(exc), field=name) from None
         if len(durations) == 2 and durations["raw_retention"] > durations["retention"]:
             raise ConfigError(
                 f"raw_retention={self.raw_retention!r}: must not exceed "
-                f"retention={self.retention!r}"
+                f"retention={self.retention!r}",
+                field="raw_retention",
             )
         if self.endpoint is not None:
             from urllib.parse import urlsplit
 
             url = urlsplit(self.endpoint) if isinstance(self.endpoint, str) else None
             if url is None or url.scheme not in ("http", "https") or not url.hostname:
-                raise ConfigError(f"endpoint={self.endpoint!r}: must be an http:// or https:// URL")
+                raise ConfigError(
+                    f"endpoint={self.endpoint!r}: must be an http:// or https:// URL",
+                    field="endpoint",
+                )
         if self.token is not None and (not isinstance(self.token, str) or not self.token):
-            raise ConfigError(f"token={self.token!r}: must be a non-empty string or None")
+            raise ConfigError(
+                f"token={self.token!r}: must be a non-empty string or None", field="token"
+            )
         if self.spool_dir is not None and not isinstance(self.spool_dir, str | os.PathLike):
-            raise ConfigError(f"spool_dir={self.spool_dir!r}: must be a path or None")
+            raise ConfigError(
+                f"spool_dir={self.spool_dir!r}: must be a path or None", field="spool_dir"
+            )
         path = self.storage_path
         if path is not None and not isinstance(path, str | os.PathLike):
-            raise ConfigError(f"storage_path={path!r}: must be a path (str or os.PathLike) or None")
+            raise ConfigError(
+                f"storage_path={path!r}: must be a path (str or os.PathLike) or None",
+                field="storage_path",
+            )
         if path is not None and str(path) == "":
-            raise ConfigError("storage_path='': must not be empty (use None for the default)")
+            raise ConfigError(
+                "storage_path='': must not be empty (use None for the default)",
+                field="storage_path",
+            )
 
     @classmethod
     def from_env(
@@ -179,9 +200,9 @@ class TelemetryConfig:
         try:
             return cls(**values)
         except ConfigError as exc:
-            field_name = str(exc).split("=", 1)[0]
-            if field_name in from_env:  # name the variable the user actually set
-                raise ConfigError(f"RIMP_{field_name.upper()}: {exc}") from None
+            if exc.field in from_env:  # name the variable the user actually set
+                var = f"RIMP_{exc.field.upper()}"
+                raise ConfigError(f"{var}: {exc}", field=var) from None
             raise
 
     def resolved_storage_path(self) -> Path:
@@ -214,17 +235,19 @@ def _parse_env(var: str, name: str, raw: str) -> Any:
             return True
         if low in _FALSE:
             return False
-        raise ConfigError(f"{var}={raw!r}: must be one of 1/0, true/false, yes/no, on/off")
+        raise ConfigError(
+            f"{var}={raw!r}: must be one of 1/0, true/false, yes/no, on/off", field=var
+        )
     if name in _INT_FIELDS:
         try:
             return int(text.replace("_", ""))
         except ValueError:
-            raise ConfigError(f"{var}={raw!r}: must be an integer") from None
+            raise ConfigError(f"{var}={raw!r}: must be an integer", field=var) from None
     if name in _FLOAT_FIELDS:
         try:
             return float(text)
         except ValueError:
-            raise ConfigError(f"{var}={raw!r}: must be a number of seconds") from None
+            raise ConfigError(f"{var}={raw!r}: must be a number of seconds", field=var) from None
     if name in ("storage_path", "retention", "raw_retention", "endpoint", "token", "spool_dir"):
         return text or None
     return text
@@ -232,22 +255,22 @@ def _parse_env(var: str, name: str, raw: str) -> Any:
 
 def _check_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r}: must be True or False")
+        raise ConfigError(f"{name}={value!r}: must be True or False", field=name)
 
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r}: must be an integer")
+        raise ConfigError(f"{name}={value!r}: must be an integer", field=name)
     if value < minimum:
-        raise ConfigError(f"{name}={value!r}: must be at least {minimum}")
+        raise ConfigError(f"{name}={value!r}: must be at least {minimum}", field=name)
 
 
 def _check_seconds(name: str, value: object, *, positive: bool) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r}: must be a number of seconds")
+        raise ConfigError(f"{name}={value!r}: must be a number of seconds", field=name)
     if not math.isfinite(value):
-        raise ConfigError(f"{name}={value!r}: must be finite")
+        raise ConfigError(f"{name}={value!r}: must be finite", field=name)
     if positive and value <= 0:
-        raise ConfigError(f"{name}={value!r}: must be greater than 0")
+        raise ConfigError(f"{name}={value!r}: must be greater than 0", field=name)
     if value < 0:
-        raise ConfigError(f"{name}={value!r}: must not be negative")
+        raise ConfigError(f"{name}={value!r}: must not be negative", field=name)

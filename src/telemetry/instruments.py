@@ -27,9 +27,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+from telemetry._quantiles import PERCENTILES, Sketch, percentile
 from telemetry.errors import ValidationError
 from telemetry.models import Metric, new_id
-from telemetry.quantiles import PERCENTILES, Sketch, percentile
 
 __all__ = ["FOLD_AT", "Counter", "Gauge", "Histogram", "Instrument", "Timer"]
 
@@ -86,7 +86,9 @@ class Counter(Instrument):
         """
         # HOT PATH: one comparison, one lock, one float. No I/O, no formatting.
         if not 0 <= amount < _INF:
-            raise ValidationError(f"amount={amount!r}: a counter only increases by a finite amount")
+            raise ValidationError(
+                f"amount={amount!r}: a counter only increases by a finite amount", field="amount"
+            )
         lock = self._lock
         lock.acquire()
         self._value += amount
@@ -127,7 +129,7 @@ class Gauge(Instrument):
         # HOT PATH: no lock is needed to replace one reference.
         v = value + 0.0
         if v - v:
-            raise ValidationError(f"value={value!r}: a gauge value must be finite")
+            raise ValidationError(f"value={value!r}: a gauge value must be finite", field="value")
         self._value = v
 
     def inc(self, amount: float = 1) -> None:
@@ -187,7 +189,7 @@ class Histogram(Instrument):
         # sketch, never the caller.
         v = value + 0.0
         if v - v:
-            raise ValidationError(f"value={value!r}: an observation must be finite")
+            raise ValidationError(f"value={value!r}: an observation must be finite", field="value")
         lock = self._lock
         lock.acquire()
         values = self._values

@@ -15,20 +15,18 @@ functions (each async consumer runs on its own event loop in its worker).
 from __future__ import annotations
 
 import asyncio
-import atexit
 import inspect
 import logging
-import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
+from telemetry import _lifecycle
 from telemetry.collector import Route, TelemetryCollector
-from telemetry.errors import ConfigError, TelemetryError
+from telemetry.errors import ConfigError, StreamError
 from telemetry.models import TelemetryData
 from telemetry.storage import Storage
 
@@ -186,7 +184,9 @@ class TelemetryStream:
         if interval is not None and (
             not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0
         ):
-            raise ConfigError(f"interval={interval!r}: must be a number of seconds above 0")
+            raise ConfigError(
+                f"interval={interval!r}: must be a number of seconds above 0", field="interval"
+            )
         self.collector = collector
         self.storage = storage if storage is not None else collector.storage
         self.interval = float(interval) if interval is not None else collector.config.flush_interval
@@ -197,12 +197,18 @@ class TelemetryStream:
         self._route: Route | None = None
         self._batches = 0
         self._records = 0
-        _STREAMS.add(self)
+        # Streams drain at exit before collectors close (a later phase runs first).
+        _lifecycle.track(
+            self,
+            _lifecycle.Phase.STREAM,
+            at_exit=TelemetryStream.stop,
+            after_fork=TelemetryStream._after_fork_in_child,
+        )
 
     def add_consumer(self, consumer: Consumer, *, name: str | None = None) -> None:
         """Add a consumer: called with every batch, in its own worker thread."""
         if not callable(consumer):
-            raise TelemetryError(f"consumer={consumer!r}: must be callable")
+            raise StreamError(f"consumer={consumer!r}: must be callable")
         label = name or getattr(consumer, "__name__", None) or type(consumer).__name__
         with self._lock:
             taken = {w.name for w in self._workers}
@@ -238,13 +244,13 @@ class TelemetryStream:
         """Attach to the collector: from now on this stream takes every batch.
 
         Raises:
-            TelemetryError: another stream is already attached to the collector.
+            StreamError: another stream is already attached to the collector.
         """
         if self._route is not None:
             return self
         current = self.collector._route
         if current is not None and current.fanout is not None:
-            raise TelemetryError("this collector already has a running TelemetryStream")
+            raise StreamError("this collector already has a running TelemetryStream")
         for worker in self._workers:
             worker.ensure_running()
         self._route = Route(self.storage, self.interval, self.realtime, self._fanout)
@@ -301,27 +307,3 @@ class TelemetryStream:
     def _after_fork_in_child(self) -> None:
         for worker in self._workers:
             worker._reset()
-
-
-_STREAMS: weakref.WeakSet[TelemetryStream] = weakref.WeakSet()
-
-
-def _reinit_streams_after_fork() -> None:
-    for stream in list(_STREAMS):
-        stream._after_fork_in_child()
-
-
-def _stop_all_at_exit() -> None:
-    # Registered after the collector's exit hook, so it runs first (atexit is
-    # LIFO): the streams drain into their storage and consumers, then the
-    # collectors close.
-    for stream in list(_STREAMS):
-        try:
-            stream.stop()
-        except Exception:
-            _log.exception("telemetry: stopping a stream at exit failed")
-
-
-atexit.register(_stop_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_streams_after_fork)

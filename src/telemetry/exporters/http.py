@@ -24,9 +24,10 @@ from typing import Any
 
 import msgspec
 
+from telemetry._jsonform import encode as _encode
+from telemetry._jsonform import event_to_wire, metric_to_wire
 from telemetry.errors import StorageError
 from telemetry.exporters.spool import Spool, SpoolFull
-from telemetry.jsonform import event_to_wire, metric_to_wire
 from telemetry.models import TelemetryData
 from telemetry.storage.base import Storage
 
@@ -36,7 +37,6 @@ MAX_RECORDS = 10_000  # per request; the server's default limit is 50,000
 MAX_BODY_BYTES = 8 * 2**20  # per request before gzip; the server's default limit is 10 MiB
 
 _log = logging.getLogger("telemetry.exporters.http")
-_encode = msgspec.json.Encoder(enc_hook=str).encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 

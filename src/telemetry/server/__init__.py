@@ -1,4 +1,8 @@
-"""The RIMP server: ``rimp serve`` (needs the ``server`` extra: ``pip install 'rimp[server]'``)."""
+"""The RIMP server: ``rimp serve`` (needs the ``server`` extra: ``pip install 'rimp[server]'``).
+
+``create_app(ServerSettings(...))`` builds the ASGI application; ``rimp serve``
+runs it under uvicorn (:mod:`telemetry.server.run`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the RIMP server needs the 'server' extra: pip install 'rimp[server]'"
     ) from exc
 
-from telemetry.server.app import ServerSettings, create_app
+from telemetry.server.app import create_app
+from telemetry.server.settings import ServerSettings
+from telemetry.server.state import ServerState
 
-__all__ = ["ServerSettings", "create_app"]
+__all__ = ["ServerSettings", "ServerState", "create_app"]

@@ -1,19 +1,24 @@
-"""Bearer tokens with scopes (``ingest``, ``read``), from a file or ``RIMP_TOKENS``."""
+"""Bearer tokens with scopes (``ingest``, ``read``), from a file or ``RIMP_TOKENS``, and the
+middleware that checks them on every request."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
 import os
+import urllib.parse
 from pathlib import Path
 
-__all__ = ["SCOPES", "TokenError", "Tokens", "is_loopback"]
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from telemetry.errors import TokenError
+from telemetry.server.errors import error_response
+
+__all__ = ["SCOPES", "AuthMiddleware", "Tokens", "is_loopback"]
 
 SCOPES = ("ingest", "read")
-
-
-class TokenError(ValueError):
-    """A tokens file or variable cannot be parsed."""
+# Open even with tokens: probes, and the dashboard page that asks for a token itself.
+_OPEN_PATHS = {"/healthz", "/readyz", "/"}
 
 
 class Tokens:
@@ -57,7 +62,7 @@ class Tokens:
                     continue
                 parts = text.split()
                 if len(parts) != 2:
-                    raise TokenError(f"{path}:{n}: expected 'TOKEN SCOPE[,SCOPE]'")
+                    raise TokenError(f"{path}:{n}: expected 'TOKEN SCOPE[,SCOPE]'", field=str(path))
                 entries[parts[0]] = _scopes(parts[1], f"{path}:{n}")
         if env:
             for item in env.split(";"):
@@ -65,7 +70,9 @@ class Tokens:
                     continue
                 token, sep, scopes = item.strip().rpartition(":")
                 if not sep or not token:
-                    raise TokenError(f"RIMP_TOKENS: {item!r}: expected TOKEN:SCOPE[,SCOPE]")
+                    raise TokenError(
+                        f"RIMP_TOKENS: {item!r}: expected TOKEN:SCOPE[,SCOPE]", field="RIMP_TOKENS"
+                    )
                 entries[token] = _scopes(scopes, "RIMP_TOKENS")
         return cls(entries)
 
@@ -74,7 +81,9 @@ def _scopes(text: str, where: str) -> frozenset[str]:
     scopes = frozenset(s for s in text.split(",") if s)
     unknown = scopes - set(SCOPES)
     if not scopes or unknown:
-        raise TokenError(f"{where}: scopes must be among {', '.join(SCOPES)}, got {text!r}")
+        raise TokenError(
+            f"{where}: scopes must be among {', '.join(SCOPES)}, got {text!r}", field=where
+        )
     return scopes
 
 
@@ -86,3 +95,58 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+class AuthMiddleware:
+    """Bearer tokens with scopes; open when no tokens are configured.
+
+    ``POST`` needs the ``ingest`` scope, everything else ``read``. A token comes
+    in ``Authorization: Bearer TOKEN`` or, for browsers' EventSource and
+    WebSocket, as ``?token=``.
+    """
+
+    def __init__(self, app: ASGIApp, tokens: Tokens) -> None:
+        self.app = app
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not self.tokens.enabled:
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path in _OPEN_PATHS or path.startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        needed = "ingest" if scope.get("method") == "POST" else "read"
+        granted = self.tokens.scopes(_token_of(scope))
+        if granted is not None and needed in granted:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
+            return
+        if granted is None:
+            response = error_response(
+                401,
+                "unauthorized",
+                "a valid bearer token is required (Authorization: Bearer TOKEN)",
+                headers={"WWW-Authenticate": 'Bearer realm="rimp"'},
+            )
+        else:
+            response = error_response(403, "forbidden", f"this token lacks the {needed!r} scope")
+        await response(scope, receive, send)
+
+
+def _token_of(scope: Scope) -> str | None:
+    token = None
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text[:7].lower() == "bearer ":
+                token = text[7:].strip()
+    if token is None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        for name, value in urllib.parse.parse_qsl(query):
+            if name == "token":
+                token = value
+    return token

@@ -19,13 +19,13 @@ from typing import Any
 
 import msgspec
 
+from telemetry._jsonform import encode as _encode
+from telemetry._jsonform import event_to_wire, metric_to_wire
 from telemetry.models import Event, Metric, TelemetryData
-from telemetry.server.wire import event_to_wire, metric_to_wire
 
 __all__ = ["Client", "Filters", "LiveHub"]
 
 Item = tuple[str, Event | Metric]
-_encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
 class Filters(msgspec.Struct, frozen=True):

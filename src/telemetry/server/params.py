@@ -1,14 +1,16 @@
-"""Query parameters of the read endpoints: times, durations, tags, limits."""
+"""Query parameters of the read endpoints: times, durations, tags, limits.
+
+``parse_time`` is the one time parser of :mod:`telemetry._time`, re-exported here.
+"""
 
 from __future__ import annotations
 
-import math
 import re
-import time
-from datetime import datetime
 
-from telemetry.models import EventType, to_ns
-from telemetry.server.wire import IngestError
+from telemetry import _time
+from telemetry._time import parse_time
+from telemetry.errors import RequestError
+from telemetry.models import EventType
 
 __all__ = [
     "parse_bucket",
@@ -19,39 +21,9 @@ __all__ = [
     "parse_time",
 ]
 
-_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
-_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
-
-def _bad(field: str, message: str) -> IngestError:
-    return IngestError("invalid_parameter", message, field)
-
-
-def parse_time(text: str | None, field: str, now_ns: int | None = None) -> int | None:
-    """RFC 3339, Unix seconds (``1733040000.5``), relative (``-15m``, ``-1h``) or ``now``."""
-    if text is None or text == "":
-        return None
-    now = time.time_ns() if now_ns is None else now_ns
-    if text == "now":
-        return now
-    relative = _RELATIVE.match(text)
-    if relative:
-        return now - round(float(relative.group(1)) * _UNITS_S[relative.group(2)] * 1e9)
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(seconds):
-            raise _bad(field, f"{field}={text!r}: must be finite")
-        return round(seconds * 1_000_000_000)
-    try:
-        return to_ns(datetime.fromisoformat(text))
-    except ValueError:
-        raise _bad(
-            field,
-            f"{field}={text!r}: must be RFC 3339, Unix seconds, relative like -15m, or now",
-        ) from None
+def _bad(field: str, message: str) -> RequestError:
+    return RequestError("invalid_parameter", message, field)
 
 
 def parse_bucket(text: str | None, default: float = 60) -> float:
@@ -61,7 +33,7 @@ def parse_bucket(text: str | None, default: float = 60) -> float:
     found = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?", text)
     if not found:
         raise _bad("bucket", f"bucket={text!r}: must be seconds or a duration like 30s, 5m, 1h")
-    seconds = float(found.group(1)) * _UNITS_S[found.group(2) or "s"]
+    seconds = float(found.group(1)) * _time.UNIT_SECONDS[found.group(2) or "s"]
     if seconds < 0.001:
         raise _bad("bucket", f"bucket={text!r}: must be at least 1 ms")
     return seconds

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import uvicorn
 
-from telemetry.errors import StorageError
-from telemetry.server.app import ServerSettings, create_app
-from telemetry.server.auth import TokenError, Tokens, is_loopback
-from telemetry.server.wire import Limits
+from telemetry.errors import StorageError, TokenError
+from telemetry.protocols.native import Limits
+from telemetry.server.app import create_app
+from telemetry.server.auth import Tokens, is_loopback
+from telemetry.server.settings import ServerSettings
 from telemetry.storage import Storage
 
 __all__ = ["serve"]

@@ -1,4 +1,4 @@
-"""``/metrics``: the server's own figures and the last value of each stored series,
+"""``GET /metrics``: the server's own figures and the last value of each stored series,
 in the Prometheus text exposition format (version 0.0.4)."""
 
 from __future__ import annotations
@@ -6,14 +6,17 @@ from __future__ import annotations
 import math
 import re
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 
 from telemetry.models import SeriesInfo
+from telemetry.server.state import ServerState
+from telemetry.storage import Storage
 
-if TYPE_CHECKING:
-    from telemetry.server.app import ServerState
-
-__all__ = ["exposition", "sanitize_label", "sanitize_name"]
+__all__ = ["exposition", "metrics", "sanitize_label", "sanitize_name"]
 
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_:]")
 _LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]")
@@ -50,6 +53,24 @@ def _number(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(float(value))
+
+
+async def metrics(request: Request) -> Response:
+    """``GET /metrics``: Prometheus text exposition of the server and the stored series."""
+    state: ServerState = request.app.state.rimp
+    series = await run_in_threadpool(state.collector.storage.series)
+    state.storage_bytes = _storage_bytes(state.collector.storage)
+    text = exposition(state, series)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _storage_bytes(storage: Storage) -> int | None:
+    # File sizes only: storage.stats() counts rows, too slow for every scrape.
+    path = getattr(storage, "path", None)
+    if not isinstance(path, Path):
+        return None
+    files = [path, path.with_name(path.name + "-wal")] if path.is_file() else list(path.glob("*"))
+    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 def exposition(state: ServerState, series: list[SeriesInfo]) -> str:

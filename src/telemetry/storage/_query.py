@@ -11,9 +11,9 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 
+from telemetry._quantiles import PERCENTILES, percentile
 from telemetry.errors import ValidationError
 from telemetry.models import Bucket, Event, EventType, Metric, SeriesInfo, to_ns
-from telemetry.quantiles import PERCENTILES, percentile
 from telemetry.storage.base import AGGREGATES, TimeArg
 
 __all__ = [
@@ -56,18 +56,22 @@ def bucket_width_ns(bucket: float | timedelta) -> int:
     elif isinstance(bucket, float) and math.isfinite(bucket * 1e9):
         ns = round(bucket * 1e9)
     elif isinstance(bucket, float):
-        raise ValidationError(f"bucket={bucket!r}: must be a finite number of seconds")
+        raise ValidationError(
+            f"bucket={bucket!r}: must be a finite number of seconds", field="bucket"
+        )
     else:
-        raise ValidationError(f"bucket={bucket!r}: must be seconds (a number) or a timedelta")
+        raise ValidationError(
+            f"bucket={bucket!r}: must be seconds (a number) or a timedelta", field="bucket"
+        )
     if ns < 1_000_000:
-        raise ValidationError(f"bucket={bucket!r}: must be at least 0.001 seconds")
+        raise ValidationError(f"bucket={bucket!r}: must be at least 0.001 seconds", field="bucket")
     return ns
 
 
 def check_agg(agg: str) -> str:
     """Return ``agg`` if it is a known aggregate, else raise naming the choices."""
     if agg not in AGGREGATES:
-        raise ValidationError(f"agg={agg!r}: must be one of {', '.join(AGGREGATES)}")
+        raise ValidationError(f"agg={agg!r}: must be one of {', '.join(AGGREGATES)}", field="agg")
     return agg
 
 
@@ -76,7 +80,9 @@ def check_limit(limit: int | None) -> int | None:
     if limit is None:
         return None
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise ValidationError(f"limit={limit!r}: must be an integer of at least 1, or None")
+        raise ValidationError(
+            f"limit={limit!r}: must be an integer of at least 1, or None", field="limit"
+        )
     return limit
 
 
@@ -91,9 +97,13 @@ def check_group_by(
     keys = tuple(group_by)
     for key in keys:
         if not isinstance(key, str) or not key:
-            raise ValidationError(f"group_by={group_by!r}: every key must be a non-empty string")
+            raise ValidationError(
+                f"group_by={group_by!r}: every key must be a non-empty string", field="group_by"
+            )
         if allowed is not None and key not in allowed:
-            raise ValidationError(f"group_by={group_by!r}: keys must be among {', '.join(allowed)}")
+            raise ValidationError(
+                f"group_by={group_by!r}: keys must be among {', '.join(allowed)}", field="group_by"
+            )
     return keys
 
 
@@ -107,7 +117,9 @@ def event_type_value(event_type: EventType | str | None) -> str | None:
         return EventType(event_type.lower() if isinstance(event_type, str) else event_type).value
     except ValueError:
         choices = ", ".join(t.value for t in EventType)
-        raise ValidationError(f"event_type={event_type!r}: must be one of {choices}") from None
+        raise ValidationError(
+            f"event_type={event_type!r}: must be one of {choices}", field="event_type"
+        ) from None
 
 
 def check_tags(tags: dict[str, str] | None) -> dict[str, str] | None:
@@ -117,7 +129,9 @@ def check_tags(tags: dict[str, str] | None) -> dict[str, str] | None:
     if not isinstance(tags, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
     ):
-        raise ValidationError(f"tags={tags!r}: must be a dict of string keys to string values")
+        raise ValidationError(
+            f"tags={tags!r}: must be a dict of string keys to string values", field="tags"
+        )
     return tags
 
 

@@ -31,7 +31,6 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,6 +38,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from telemetry import _lifecycle
+from telemetry._jsonform import encode as _encode
 from telemetry.errors import StorageError
 from telemetry.models import (
     Bucket,
@@ -162,11 +163,6 @@ def _reads(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-def _encode_fallback(obj: Any) -> Any:
-    return str(obj)  # metadata JSON cannot carry is stored as its str()
-
-
-_encode = msgspec.json.Encoder(enc_hook=_encode_fallback).encode
 _decode_metadata = msgspec.json.Decoder(dict[str, Any]).decode
 
 
@@ -257,7 +253,9 @@ class DatabaseStorage(Storage):
                 daemon=True,
             )
             self._maintenance.start()
-        _LIVE.add(self)
+        _lifecycle.track(
+            self, _lifecycle.Phase.STORAGE, after_fork=DatabaseStorage._after_fork_in_child
+        )
 
     def __repr__(self) -> str:
         return self._label
@@ -1055,18 +1053,6 @@ class DatabaseStorage(Storage):
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
-
-
-_LIVE: weakref.WeakSet[DatabaseStorage] = weakref.WeakSet()
-
-
-def _reopen_after_fork() -> None:
-    for storage in list(_LIVE):
-        storage._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reopen_after_fork)
 
 
 def _time_of(m: Metric) -> int:

@@ -38,6 +38,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from telemetry import _lifecycle
+from telemetry._jsonform import ENCODER
 from telemetry.errors import StorageError, ValidationError
 from telemetry.models import Event, Metric, TelemetryData, to_ns
 from telemetry.storage._scan import ScanningStorage
@@ -53,11 +55,6 @@ FsyncPolicy = Literal["always", "interval", "never"]
 _SEGMENT = re.compile(r"^(events|metrics)-(\d{8})\.jsonl$")
 _KINDS = ("events", "metrics")
 _LOCK_FILE = "writer.lock"
-
-
-def _encode_fallback(obj: Any) -> Any:
-    # Metadata may hold any object; what JSON cannot carry is stored as its str().
-    return str(obj)
 
 
 class _Segments:
@@ -173,19 +170,6 @@ def _write_all(fd: int, payload: bytes) -> None:
         view = view[written:]
 
 
-_INSTANCES: weakref.WeakSet[FileStorage] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    # A thread of the parent may have held a storage's lock at fork time.
-    for storage in list(_INSTANCES):
-        storage._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class FileStorage(ScanningStorage):
     """Stores records as JSON Lines segment files in ``path`` (a directory, created if missing).
 
@@ -221,7 +205,9 @@ class FileStorage(ScanningStorage):
         fsync_interval: float = 1.0,
     ) -> None:
         if not isinstance(fsync, str) or fsync not in ("always", "interval", "never"):
-            raise ValidationError(f"fsync={fsync!r}: must be 'always', 'interval' or 'never'")
+            raise ValidationError(
+                f"fsync={fsync!r}: must be 'always', 'interval' or 'never'", field="fsync"
+            )
         if (
             not isinstance(fsync_interval, int | float)
             or isinstance(fsync_interval, bool)
@@ -229,7 +215,8 @@ class FileStorage(ScanningStorage):
             or fsync_interval < 0
         ):
             raise ValidationError(
-                f"fsync_interval={fsync_interval!r}: must be a finite number of seconds >= 0"
+                f"fsync_interval={fsync_interval!r}: must be a finite number of seconds >= 0",
+                field="fsync_interval",
             )
         if (
             not isinstance(max_segment_bytes, int)
@@ -237,14 +224,15 @@ class FileStorage(ScanningStorage):
             or max_segment_bytes < 1024
         ):
             raise ValidationError(
-                f"max_segment_bytes={max_segment_bytes!r}: must be an integer of at least 1024"
+                f"max_segment_bytes={max_segment_bytes!r}: must be an integer of at least 1024",
+                field="max_segment_bytes",
             )
         self.path = Path(path)
         self.fsync = fsync
         self.fsync_interval = float(fsync_interval)
         self.max_segment_bytes = max_segment_bytes
         self._lock = threading.Lock()
-        self._encoder = msgspec.json.Encoder(enc_hook=_encode_fallback)
+        self._encoder = ENCODER
         self._decoders: dict[str, msgspec.json.Decoder[Any]] = {
             "events": msgspec.json.Decoder(Event),
             "metrics": msgspec.json.Decoder(Metric),
@@ -275,7 +263,9 @@ class FileStorage(ScanningStorage):
         except OSError as exc:
             self._finalizer()
             raise StorageError(f"FileStorage({str(self.path)!r}): cannot open: {exc}") from exc
-        _INSTANCES.add(self)
+        _lifecycle.track(
+            self, _lifecycle.Phase.STORAGE, after_fork=FileStorage._after_fork_in_child
+        )
 
     def _repair(self) -> None:
         """Cut torn tails and leftovers of an interrupted rewrite; hold the writer lock."""
@@ -511,6 +501,10 @@ class FileStorage(ScanningStorage):
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _after_fork_in_child(self) -> None:
+        # A thread of the parent may have held this storage's lock at fork time.
+        self._lock = threading.Lock()
 
     def stats(self) -> dict[str, Any]:
         """``bytes``, ``segments``, ``repaired_bytes``, ``corrupt_lines``, ``write_errors``.

@@ -37,7 +37,8 @@ class MemoryStorage(ScanningStorage):
             not isinstance(max_records, int) or isinstance(max_records, bool) or max_records < 1
         ):
             raise ValidationError(
-                f"max_records={max_records!r}: must be an integer of at least 1, or None"
+                f"max_records={max_records!r}: must be an integer of at least 1, or None",
+                field="max_records",
             )
         self.max_records = max_records
         self._lock = threading.Lock()

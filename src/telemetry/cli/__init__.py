@@ -1,9 +1,13 @@
-"""The ``rimp`` command line: demo, serve, tail, query, send, bench and db."""
+"""The ``rimp`` command line: demo, serve, tail, query, send, bench and db.
+
+The parser below is the table of contents of every command; each family runs
+from its own module: :mod:`~telemetry.cli.demo`, :mod:`~telemetry.cli.serve`,
+:mod:`~telemetry.cli.remote` (tail, query, send, bench) and :mod:`~telemetry.cli.db`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from telemetry import __version__
@@ -83,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
-    from telemetry.cli_remote import add_remote_commands
+    from telemetry.cli.remote import add_remote_commands
 
     add_remote_commands(sub)
 
@@ -118,65 +122,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rimp`` console script."""
+    """Entry point of the ``rimp`` console script; returns the exit code.
+
+    Each command family lives in its own module, imported only when its
+    command runs, so ``rimp --help`` loads neither the server nor the storage.
+    """
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from telemetry.demo import run_demo
+        from telemetry.cli.demo import run_demo
 
         return run_demo(duration=args.duration, out=args.out, rate=args.rate, quiet=args.quiet)
     if args.command == "db":
-        return _db(args)
+        from telemetry.cli.db import run_db
+
+        return run_db(args)
     if args.command in ("tail", "query", "send", "bench"):
-        from telemetry.cli_remote import run_remote
+        from telemetry.cli.remote import run_remote
 
         return run_remote(args)
     if args.command == "serve":
-        try:
-            from telemetry.server.run import serve
-            from telemetry.server.wire import Limits
-        except ImportError as exc:
-            print(f"rimp serve: {exc}", file=sys.stderr)
-            return 2
-        return serve(
-            host=args.host,
-            port=args.port,
-            data_dir=args.data_dir,
-            storage=args.storage,
-            token_file=args.token_file,
-            demo=args.demo,
-            limits=Limits(
-                max_body_bytes=args.max_body_bytes,
-                max_records=args.max_records,
-                max_metadata_bytes=args.max_metadata_bytes,
-                max_tags=args.max_tags,
-                max_tag_length=args.max_tag_length,
-            ),
-            max_pending=args.max_pending,
-            log_level=args.log_level,
-        )
+        from telemetry.cli.serve import run_serve
+
+        return run_serve(args)
     _parser().print_help()
     return 0
-
-
-def _db(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from telemetry import dbtool
-    from telemetry.errors import TelemetryError
-
-    path = Path(args.path) if args.path else dbtool.DEFAULT_PATH
-    try:
-        if args.db_command == "info":
-            return dbtool.db_info(path, sys.stdout)
-        if args.db_command == "vacuum":
-            return dbtool.db_vacuum(path, sys.stdout)
-        return dbtool.db_export(path, kind=args.kind, fmt=args.format, target=args.output)
-    except (TelemetryError, OSError) as exc:
-        print(f"rimp db {args.db_command}: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:  # e.g. piped into head
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

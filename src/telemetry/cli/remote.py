@@ -11,21 +11,11 @@ import threading
 import time
 from typing import IO, Any
 
-import msgspec
-
+from telemetry._jsonform import encode as _encode
+from telemetry.cli._style import COLOURS, RESET
 from telemetry.client import ClientError, RimpClient
 
 __all__ = ["add_remote_commands", "run_remote"]
-
-_COLOURS = {
-    "debug": "\033[2m",
-    "info": "\033[36m",
-    "warning": "\033[33m",
-    "error": "\033[31m",
-    "critical": "\033[1;31m",
-}
-_RESET = "\033[0m"
-_encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
 def _server_args(parser: argparse.ArgumentParser) -> None:
@@ -143,7 +133,7 @@ def _tail(client: RimpClient, args: argparse.Namespace, out: IO[str]) -> int:
             out.write(_encode({"kind": kind, "record": record}).decode() + "\n")
         elif kind == "event":
             level = record["type"]
-            start, end = (_COLOURS.get(level, ""), _RESET) if colour else ("", "")
+            start, end = (COLOURS.get(level, ""), RESET) if colour else ("", "")
             out.write(
                 f"{record['timestamp'][11:23]} {start}{level:<8}{end} "
                 f"{record['source']:<16} {record['message']}\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import sys
 from collections.abc import Iterator
@@ -11,14 +12,14 @@ from typing import IO, Any
 
 import msgspec
 
-from telemetry.errors import StorageError
+from telemetry._jsonform import encode as _encode
+from telemetry.errors import StorageError, TelemetryError
 from telemetry.models import from_ns
 from telemetry.storage.database import SCHEMA_VERSION, DatabaseStorage
 
-__all__ = ["db_export", "db_info", "db_vacuum"]
+__all__ = ["DEFAULT_PATH", "db_export", "db_info", "db_vacuum", "run_db"]
 
 DEFAULT_PATH = Path("rimp-data") / "telemetry.db"
-_encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
 def _human(size: float) -> str:
@@ -33,6 +34,22 @@ def _open(path: Path, *, write: bool = False) -> DatabaseStorage:
     if not path.exists():
         raise StorageError(f"{str(path)!r}: no such database file")
     return DatabaseStorage(path, readonly=not write)
+
+
+def run_db(args: argparse.Namespace) -> int:
+    """Run ``rimp db ACTION`` with the parsed options; return the exit code."""
+    path = Path(args.path) if args.path else DEFAULT_PATH
+    try:
+        if args.db_command == "info":
+            return db_info(path, sys.stdout)
+        if args.db_command == "vacuum":
+            return db_vacuum(path, sys.stdout)
+        return db_export(path, kind=args.kind, fmt=args.format, target=args.output)
+    except (TelemetryError, OSError) as exc:
+        print(f"rimp db {args.db_command}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. piped into head
+        return 0
 
 
 def db_info(path: Path, out: IO[str]) -> int:

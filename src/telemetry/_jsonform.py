@@ -1,4 +1,4 @@
-"""The JSON form of events and metrics on the wire.
+"""The JSON form of events and metrics, and the one JSON encoder.
 
 Shared by the server (its answers and live feed), its clients and the HTTP
 exporter, so every door speaks the same fields: ``timestamp`` (RFC 3339 UTC,
@@ -7,19 +7,19 @@ nanoseconds) next to ``time_ns``, and ``type`` for an event's type.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+import msgspec
+
+from telemetry._time import rfc3339
 from telemetry.models import Event, Metric
 
-__all__ = ["event_to_wire", "metric_to_wire", "rfc3339"]
+__all__ = ["ENCODER", "encode", "event_to_wire", "metric_to_wire", "rfc3339"]
 
-
-def rfc3339(ns: int) -> str:
-    """RFC 3339 UTC text of ``ns`` with nanoseconds (``2026-12-01T10:30:00.123456789Z``)."""
-    seconds, frac = divmod(ns, 1_000_000_000)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{stamp}.{frac:09d}Z"
+ENCODER = msgspec.json.Encoder(enc_hook=str)
+"""The one JSON encoder: metadata may hold any object, and what JSON cannot
+carry is written as its ``str()``. Encoders are safe to share between threads."""
+encode = ENCODER.encode
 
 
 def event_to_wire(e: Event) -> dict[str, Any]:

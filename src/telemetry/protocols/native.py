@@ -2,7 +2,7 @@
 
 Bodies are decoded by msgspec straight into typed structs (one C pass), then
 each record gets the checks JSON types cannot express (finite values, sizes,
-known event types, times). A problem is reported as an :class:`IngestError`
+known event types, times). A problem is reported as an :class:`RequestError`
 naming the field by its JSON path (``$[3].source``) and the rule.
 """
 
@@ -11,50 +11,30 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from telemetry.jsonform import event_to_wire, metric_to_wire, rfc3339
-from telemetry.models import Event, EventType, Metric, TelemetryData, new_id, to_ns
+from telemetry._jsonform import encode as _encode
+from telemetry._time import rfc3339_to_ns, seconds_to_ns, to_ns
+from telemetry.errors import ConfigError, RequestError, ValidationError
+from telemetry.models import Event, EventType, Metric, TelemetryData, new_id
 
-__all__ = [
-    "IngestError",
-    "Limits",
-    "WireDecoder",
-    "event_to_wire",
-    "metric_to_wire",
-    "rfc3339",
-]
+__all__ = ["Limits", "WireDecoder"]
 
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
-MAX_TIME_NS = 2**63 - 1  # the storage's int64; 2262-04-11
 MAX_ID_LENGTH = 256
-_TIME_RULE = "must be between 1970-01-01 and 2262-04-11 (Unix seconds, not milliseconds)"
 _EVENT_TYPES = {t.value: t for t in EventType}
 
 
-class IngestError(Exception):
-    """A request body or one of its records breaks a rule."""
+@dataclass(frozen=True)
+class Limits:
+    """Per-request and per-record limits of the ingest endpoints.
 
-    def __init__(self, code: str, message: str, field: str | None = None, status: int = 400):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-        self.status = status
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``error`` object of the response body."""
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.field is not None:
-            body["field"] = self.field
-        return body
-
-
-class Limits(msgspec.Struct, frozen=True):
-    """Per-request and per-record limits of the ingest endpoints."""
+    Raises:
+        ConfigError: a limit is not a positive integer (from the constructor).
+    """
 
     max_body_bytes: int = 10 * 2**20
     max_records: int = 50_000
@@ -63,6 +43,11 @@ class Limits(msgspec.Struct, frozen=True):
     max_tags: int = 32
     max_tag_length: int = 256
     max_name_length: int = 256
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name}={value!r}: must be an integer of at least 1", field=name)
 
 
 class WireEvent(msgspec.Struct, forbid_unknown_fields=False):
@@ -97,9 +82,6 @@ class WireBatch(msgspec.Struct):
     metrics: list[msgspec.Raw] = []
 
 
-_encode = msgspec.json.Encoder(enc_hook=str).encode
-
-
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
@@ -118,36 +100,22 @@ def _rule_of(exc: Exception) -> str:
 
 
 def _time(ts: str | float | None, t_ns: int | None, field: str, now: int) -> int:
-    if t_ns is not None:
-        where = f"{field}.time_ns"
-        value = t_ns
-    elif ts is None:
+    if t_ns is None and ts is None:
         return now
-    elif isinstance(ts, str):
-        where = f"{field}.timestamp"
-        try:
-            moment = datetime.fromisoformat(ts)
-        except ValueError:
-            raise IngestError(
-                "invalid_field", f"timestamp {ts!r} is not an RFC 3339 time", where
-            ) from None
-        try:
-            value = to_ns(moment)
-        except ValueError:
-            raise IngestError("invalid_field", f"timestamp {ts!r}: {_TIME_RULE}", where) from None
-    else:
-        where = f"{field}.timestamp"
-        if not math.isfinite(ts) or not 0 <= ts < MAX_TIME_NS / 1e9:
-            raise IngestError("invalid_field", f"timestamp {ts!r}: {_TIME_RULE}", where)
-        value = round(ts * 1_000_000_000)
-    if not 0 <= value < MAX_TIME_NS:
-        raise IngestError("invalid_field", f"time {value} ns: {_TIME_RULE}", where)
-    return value
+    where = f"{field}.time_ns" if t_ns is not None else f"{field}.timestamp"
+    try:
+        if t_ns is not None:
+            return to_ns(t_ns, "time_ns")
+        if isinstance(ts, str):
+            return rfc3339_to_ns(ts)
+        return seconds_to_ns(ts)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise RequestError("invalid_field", str(exc), where) from None
 
 
 def _check_id(rid: str | None, field: str) -> str | None:
     if rid is not None and (not rid or len(rid) > MAX_ID_LENGTH or not rid.isprintable()):
-        raise IngestError(
+        raise RequestError(
             "invalid_field",
             f"id must be 1-{MAX_ID_LENGTH} printable characters (no control characters)",
             f"{field}.id",
@@ -179,7 +147,7 @@ class WireDecoder:
             ``{"index": i, "error": {...}}`` (plus ``"kind"`` for a batch).
 
         Raises:
-            IngestError: the body is malformed or, without ``partial``, any
+            RequestError: the body is malformed or, without ``partial``, any
                 record is invalid; nothing of it is to be stored.
         """
         if kind == "batch":
@@ -195,9 +163,9 @@ class WireDecoder:
         try:
             batch = self._batch.decode(body)
         except msgspec.ValidationError as exc:
-            raise IngestError("invalid_body", _rule_of(exc), _path_of(exc, "")) from None
+            raise RequestError("invalid_body", _rule_of(exc), _path_of(exc, "")) from None
         except msgspec.DecodeError as exc:
-            raise IngestError("malformed_json", f"body is not valid JSON: {exc}") from None
+            raise RequestError("malformed_json", f"body is not valid JSON: {exc}") from None
         self._check_count(len(batch.events) + len(batch.metrics))
         events, rejected_e = self._convert_raws("events", batch.events, "$.events", partial)
         metrics, rejected_m = self._convert_raws("metrics", batch.metrics, "$.metrics", partial)
@@ -221,7 +189,7 @@ class WireDecoder:
             elif start == b"{":
                 wires = [one.decode(body)]
             else:
-                raise IngestError(
+                raise RequestError(
                     "malformed_json", "body must be a JSON object, a JSON array or NDJSON lines"
                 )
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -232,10 +200,10 @@ class WireDecoder:
                 except msgspec.ValidationError:
                     pass  # (a DecodeError subclass) valid JSON, a number out of range
                 except msgspec.DecodeError as syntax:
-                    raise IngestError(
+                    raise RequestError(
                         "malformed_json", f"body is not valid JSON: {_rule_of(syntax)}"
                     ) from None
-                error = IngestError("invalid_field", _rule_of(exc), _path_of(exc, f"{prefix}[0]"))
+                error = RequestError("invalid_field", _rule_of(exc), _path_of(exc, f"{prefix}[0]"))
                 return self._convert(kind, [error], prefix, partial)
             # Find which record is at fault (and keep the others with ?partial=true).
             return self._convert_raws(kind, self._split(body, ndjson), prefix, partial)
@@ -244,7 +212,7 @@ class WireDecoder:
 
     def _check_count(self, n: int) -> None:
         if n > self.limits.max_records:
-            raise IngestError(
+            raise RequestError(
                 "too_many_records",
                 f"{n} records is over the limit of {self.limits.max_records} per request",
                 status=413,
@@ -260,7 +228,7 @@ class WireDecoder:
                 msgspec.json.decode(body)  # a single object: is it JSON at all?
                 raws = [msgspec.Raw(body)]
         except msgspec.DecodeError as exc:
-            raise IngestError(
+            raise RequestError(
                 "malformed_json", f"body is not valid JSON: {_rule_of(exc)}", _path_of(exc, "")
             ) from None
         self._check_count(len(raws))
@@ -276,10 +244,10 @@ class WireDecoder:
             try:
                 wires.append(decode(raw))
             except msgspec.ValidationError as exc:
-                wires.append(IngestError("invalid_field", _rule_of(exc), _path_of(exc, field)))
+                wires.append(RequestError("invalid_field", _rule_of(exc), _path_of(exc, field)))
             except msgspec.DecodeError as exc:
                 wires.append(
-                    IngestError(
+                    RequestError(
                         "malformed_json", f"not valid JSON: {_rule_of(exc)}", _path_of(exc, field)
                     )
                 )
@@ -294,10 +262,10 @@ class WireDecoder:
         rejected: list[dict[str, Any]] = []
         for i, wire in enumerate(wires):
             try:
-                if isinstance(wire, IngestError):
+                if isinstance(wire, RequestError):
                     raise wire
                 out.append(convert(wire, f"{prefix}[{i}]", now))
-            except IngestError as err:
+            except RequestError as err:
                 if not partial:
                     raise
                 rejected.append({"index": i, "error": err.to_json()})
@@ -309,32 +277,32 @@ class WireDecoder:
         lim = self.limits
         kind_text = w.type if w.type is not None else w.event_type
         if w.type is not None and w.event_type is not None and w.type != w.event_type:
-            raise IngestError(
+            raise RequestError(
                 "invalid_field", "type and event_type disagree; give one", f"{field}.type"
             )
         kind = _EVENT_TYPES.get((kind_text or "info").lower())
         if kind is None:
-            raise IngestError(
+            raise RequestError(
                 "invalid_field",
                 f"type {kind_text!r} is not one of {', '.join(_EVENT_TYPES)}",
                 f"{field}.type",
             )
         if not w.source:
-            raise IngestError("invalid_field", "source must not be empty", f"{field}.source")
+            raise RequestError("invalid_field", "source must not be empty", f"{field}.source")
         if len(w.source) > lim.max_name_length:
-            raise IngestError(
+            raise RequestError(
                 "invalid_field",
                 f"source is longer than {lim.max_name_length} characters",
                 f"{field}.source",
             )
         if len(w.message) > lim.max_message_length:
-            raise IngestError(
+            raise RequestError(
                 "invalid_field",
                 f"message is longer than {lim.max_message_length} characters",
                 f"{field}.message",
             )
         if w.metadata and len(_encode(w.metadata)) > lim.max_metadata_bytes:
-            raise IngestError(
+            raise RequestError(
                 "invalid_field",
                 f"metadata is over {lim.max_metadata_bytes} bytes as JSON",
                 f"{field}.metadata",
@@ -351,20 +319,20 @@ class WireDecoder:
     def _metric_of(self, w: WireMetric, field: str, now: int) -> Metric:
         lim = self.limits
         if not w.name:
-            raise IngestError("invalid_field", "name must not be empty", f"{field}.name")
+            raise RequestError("invalid_field", "name must not be empty", f"{field}.name")
         if len(w.name) > lim.max_name_length:
-            raise IngestError(
+            raise RequestError(
                 "invalid_field",
                 f"name is longer than {lim.max_name_length} characters",
                 f"{field}.name",
             )
         if not math.isfinite(w.value):
-            raise IngestError("invalid_field", "value must be finite", f"{field}.value")
+            raise RequestError("invalid_field", "value must be finite", f"{field}.value")
         if len(w.tags) > lim.max_tags:
-            raise IngestError("invalid_field", f"more than {lim.max_tags} tags", f"{field}.tags")
+            raise RequestError("invalid_field", f"more than {lim.max_tags} tags", f"{field}.tags")
         for k, v in w.tags.items():
             if len(k) > lim.max_tag_length or len(v) > lim.max_tag_length:
-                raise IngestError(
+                raise RequestError(
                     "invalid_field",
                     f"tag {k[:40]!r} is longer than {lim.max_tag_length} characters",
                     f"{field}.tags",

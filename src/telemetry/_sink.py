@@ -1,0 +1,48 @@
+"""The sink a collector writes to, built from its configuration.
+
+It sits above both the storage backends and the exporters, so that neither
+package imports the other: ``endpoint`` set means an
+:class:`~telemetry.exporters.HTTPExporter`, otherwise ``storage_backend`` names
+a backend (or is one).
+"""
+
+from __future__ import annotations
+
+from telemetry.config import TelemetryConfig
+from telemetry.errors import StorageError
+from telemetry.storage import DatabaseStorage, FileStorage, MemoryStorage, Storage
+
+__all__ = ["sink_from_config"]
+
+
+def sink_from_config(config: TelemetryConfig) -> Storage:
+    """Build the ``Storage`` that ``config.storage_backend`` names (or return the instance).
+
+    Raises:
+        StorageError: the backend cannot be opened, or ``storage_path`` is a
+            database URL this release has no backend for.
+    """
+    if config.endpoint is not None:
+        # Imported only when asked for: the core never loads a network client otherwise.
+        from telemetry.exporters.http import HTTPExporter
+
+        return HTTPExporter(
+            config.endpoint,
+            token=config.token,
+            spool_dir=config.spool_dir,
+            close_timeout=config.shutdown_timeout,
+        )
+    backend = config.storage_backend
+    if isinstance(backend, Storage):
+        return backend
+    if backend == "memory":
+        return MemoryStorage()
+    if backend == "file":
+        return FileStorage(config.resolved_storage_path())
+    path = config.resolved_storage_path()
+    if "://" in str(config.storage_path or ""):
+        raise StorageError(
+            f"storage_path={str(config.storage_path)!r}: database URLs (PostgreSQL) are not "
+            "supported by this release; give a SQLite file path"
+        )
+    return DatabaseStorage(path, retention=config.retention, raw_retention=config.raw_retention)

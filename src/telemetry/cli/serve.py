@@ -1,0 +1,43 @@
+"""``rimp serve``: the command's options into :func:`telemetry.server.run.serve`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["run_serve"]
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run the server with the parsed options; return the exit code (2: cannot start)."""
+    try:
+        from telemetry.protocols.native import Limits
+        from telemetry.server.run import serve
+    except ImportError as exc:  # the 'server' extra is not installed
+        print(f"rimp serve: {exc}", file=sys.stderr)
+        return 2
+    from telemetry.errors import ConfigError
+
+    try:
+        limits = Limits(
+            max_body_bytes=args.max_body_bytes,
+            max_records=args.max_records,
+            max_metadata_bytes=args.max_metadata_bytes,
+            max_tags=args.max_tags,
+            max_tag_length=args.max_tag_length,
+        )
+    except ConfigError as exc:
+        print(f"rimp serve: --{exc.field.replace('_', '-') if exc.field else ''}: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    return serve(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        storage=args.storage,
+        token_file=args.token_file,
+        demo=args.demo,
+        limits=limits,
+        max_pending=args.max_pending,
+        log_level=args.log_level,
+    )

@@ -1,0 +1,216 @@
+"""The native ingest doors: ``POST /api/v1/events``, ``/api/v1/metrics`` and ``/api/v1/batch``.
+
+A request is read (bounded, gzip inflated under the same bound), decoded by
+:class:`~telemetry.protocols.native.WireDecoder`, checked against back-pressure
+and submitted whole to the collector; it is answered ``202`` only once the
+storage has the batch. A request with an ``Idempotency-Key`` is stored once
+however often it is sent: its answer is remembered, and a retry racing the
+first attempt waits for it instead of storing the batch again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from telemetry._jsonform import encode
+from telemetry.errors import RequestError
+from telemetry.models import TelemetryData
+from telemetry.server.errors import error_body, error_response, json_response
+from telemetry.server.state import IngestAnswer, ServerState
+
+__all__ = ["post_batch", "post_events", "post_metrics", "read_body"]
+
+_JSON_TYPES = {"application/json", "text/json"}
+_NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl"}
+
+_NOT_YET = error_body(
+    "storage_unavailable", "the batch is not stored yet; retry with the same Idempotency-Key"
+)
+_FAILING = error_body("storage_unavailable", "storage is failing; retry later")
+_TOO_MANY = error_body(
+    "too_many_pending",
+    "more records are waiting for storage than the server holds; retry later",
+)
+_INTERRUPTED = error_body("interrupted", "retry")
+
+Outcome = tuple[int, bytes, "asyncio.Future[IngestAnswer] | None"]
+"""An answer, and when the batch stays queued past the wait, the future of its final answer."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, gzip inflated, never more than ``limit`` bytes before or after.
+
+    Raises:
+        RequestError: over the limit (413), a gzip body that does not inflate (400),
+            or an encoding other than gzip (415).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError("body_too_large", f"body is over {limit} bytes", status=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError("body_too_large", f"body is over {limit} bytes", status=413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise RequestError("malformed_body", f"gzip body does not inflate: {exc}") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise RequestError(
+                "body_too_large", f"body is over {limit} bytes once decompressed", status=413
+            )
+    elif encoding not in ("identity", ""):
+        raise RequestError(
+            "unsupported_encoding", f"Content-Encoding {encoding!r}: use gzip or none", status=415
+        )
+    return body
+
+
+async def post_events(request: Request) -> Response:
+    """``POST /api/v1/events``."""
+    return await _ingest(request, "events")
+
+
+async def post_metrics(request: Request) -> Response:
+    """``POST /api/v1/metrics``."""
+    return await _ingest(request, "metrics")
+
+
+async def post_batch(request: Request) -> Response:
+    """``POST /api/v1/batch``."""
+    return await _ingest(request, "batch")
+
+
+async def _ingest(request: Request, kind: str) -> Response:
+    state: ServerState = request.app.state.rimp
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ndjson = content_type in _NDJSON_TYPES
+    if not ndjson and content_type not in _JSON_TYPES:
+        state.reject("content_type")
+        return error_response(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {content_type or '(none)'!r}: send application/json or "
+            "application/x-ndjson",
+        )
+    key = request.headers.get("idempotency-key")
+    if not key:
+        status, payload, _ = await _accept(request, state, kind, ndjson)
+        return json_response(payload, status)
+    status, payload = await _idempotent(request, state, kind, ndjson, key)
+    return json_response(payload, status)
+
+
+async def _idempotent(
+    request: Request, state: ServerState, kind: str, ndjson: bool, key: str
+) -> IngestAnswer:
+    seen = state.idempotent.get(key)
+    if seen is not None:  # the same request again, stored or still in flight: one answer
+        try:
+            return await asyncio.wait_for(asyncio.shield(seen), state.settings.ack_timeout)
+        except TimeoutError:
+            return 503, _NOT_YET
+    # Registered before the body is even read, so a retry racing the first
+    # attempt waits for it instead of storing the batch a second time.
+    future: asyncio.Future[IngestAnswer] = asyncio.get_running_loop().create_future()
+    state.idempotent[key] = future
+    while len(state.idempotent) > state.settings.idempotency_keys:
+        state.idempotent.popitem(last=False)
+    try:
+        status, payload, late = await _accept(request, state, kind, ndjson)
+    except BaseException:
+        state.idempotent.pop(key, None)
+        future.set_result((503, _INTERRUPTED))
+        raise
+    if late is not None:
+        # Not stored in time, but still queued: retries with this key wait for (or
+        # get) the real outcome instead of storing the batch again.
+        state.idempotent[key] = late
+        late.add_done_callback(lambda f: _forget_failed(state, key, f))
+    elif status >= 500 or status == 429:  # not stored: a retry with this key must try again
+        state.idempotent.pop(key, None)
+    future.set_result((status, payload))
+    return status, payload
+
+
+def _forget_failed(state: ServerState, key: str, outcome: asyncio.Future[IngestAnswer]) -> None:
+    if outcome.result()[0] != 202 and state.idempotent.get(key) is outcome:
+        del state.idempotent[key]
+
+
+async def _accept(request: Request, state: ServerState, kind: str, ndjson: bool) -> Outcome:
+    """Read, decode, check back-pressure and submit."""
+    try:
+        body = await read_body(request, state.settings.limits.max_body_bytes)
+        partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
+        data, rejected = state.decoder.decode(kind, body, ndjson=ndjson, partial=partial)
+    except RequestError as err:
+        state.reject(err.code)
+        return err.status, error_body(err.code, err.message, err.field), None
+    if rejected:
+        state.reject("invalid_field", len(rejected))
+    collector = state.collector
+    if collector.awaiting_retry():
+        state.reject("storage_unavailable", len(data))
+        return 503, _FAILING, None
+    pending = collector.pending()
+    # A batch bigger than the bound is taken when nothing else waits, or it never could be.
+    if pending and pending + len(data) > state.settings.max_pending:
+        state.reject("backpressure", len(data))
+        return 429, _TOO_MANY, None
+    body_ok: dict[str, object] = {"accepted": len(data)}
+    if kind == "batch":
+        body_ok.update(events=len(data.events), metrics=len(data.metrics))
+    if rejected:
+        body_ok["rejected"] = rejected
+    return await _submit(state, data, encode(body_ok))
+
+
+async def _submit(state: ServerState, data: TelemetryData, accepted: bytes) -> Outcome:
+    if not data:
+        return 202, accepted, None
+    loop = asyncio.get_running_loop()
+    stored: asyncio.Future[bool] = loop.create_future()
+
+    def ack(ok: bool) -> None:  # on the dispatch thread
+        loop.call_soon_threadsafe(_settle, stored, ok)
+
+    def count(ok: bool) -> None:
+        if ok:
+            state.received["event"] += len(data.events)
+            state.received["metric"] += len(data.metrics)
+
+    started = time.perf_counter()
+    state.collector.submit(data, ack)
+    try:
+        ok = await asyncio.wait_for(asyncio.shield(stored), state.settings.ack_timeout)
+    except TimeoutError:
+        late: asyncio.Future[IngestAnswer] = loop.create_future()
+
+        def settle_late(f: asyncio.Future[bool]) -> None:
+            count(f.result())
+            late.set_result((202, accepted) if f.result() else (503, _NOT_YET))
+
+        stored.add_done_callback(settle_late)
+        return 503, _NOT_YET, late
+    state.storage_seconds += time.perf_counter() - started
+    state.storage_writes += 1
+    count(ok)
+    return (202, accepted, None) if ok else (503, _NOT_YET, None)
+
+
+def _settle(future: asyncio.Future[bool], ok: bool) -> None:
+    if not future.done():
+        future.set_result(ok)

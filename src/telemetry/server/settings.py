@@ -1,0 +1,81 @@
+"""``ServerSettings``: everything ``rimp serve`` configures, validated when built."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from telemetry.config import TelemetryConfig
+from telemetry.errors import ConfigError
+from telemetry.protocols.native import Limits
+from telemetry.server.auth import Tokens
+from telemetry.storage import Storage
+
+__all__ = ["ServerSettings"]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the server stores, bounds and serves what it takes in.
+
+    Attributes:
+        storage: where records go; ``None`` opens the embedded database in ``data_dir``.
+        data_dir: the directory of the default database (``telemetry.db``).
+        tokens: bearer tokens and their scopes; ``None`` or empty leaves the server open.
+        limits: per-request and per-record ingest limits.
+        max_pending: records accepted but not yet stored before ingest answers 429.
+        ack_timeout: seconds an ingest request waits for its batch to be stored
+            before answering 503 (the batch stays queued).
+        idempotency_keys: most ``Idempotency-Key`` answers remembered.
+        live_window: recent records kept for ``Last-Event-ID`` resumption.
+        live_queue: records queued per live client before it is cut off (or sampled).
+        batch_size: records waiting that make the pipeline write at once.
+        flush_interval: seconds between writes when fewer records wait.
+        drain_timeout: seconds a shutdown may spend storing what was accepted.
+        demo: also record synthetic traffic from fake services.
+
+    Raises:
+        ConfigError: a value breaks its rule, naming the field.
+    """
+
+    storage: Storage | None = None
+    data_dir: str = "rimp-data"
+    tokens: Tokens | None = None
+    limits: Limits = field(default_factory=Limits)
+    max_pending: int = 100_000
+    ack_timeout: float = 30.0
+    idempotency_keys: int = 100_000
+    live_window: int = 10_000
+    live_queue: int = 10_000
+    batch_size: int = 10_000
+    flush_interval: float = 1.0
+    drain_timeout: float = 30.0
+    demo: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_pending", "idempotency_keys", "live_window", "live_queue", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name}={value!r}: must be an integer of at least 1", field=name)
+        for name in ("ack_timeout", "flush_interval", "drain_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(
+                    f"{name}={value!r}: must be a finite number of seconds above 0", field=name
+                )
+
+    def collector_config(self) -> TelemetryConfig:
+        """The configuration of the collector the server runs.
+
+        Realtime, so records reach live clients as soon as they are stored; its
+        buffer holds at least ``max_pending`` records, since the ingest doors
+        bound what is pending before anything reaches the buffer.
+        """
+        capacity = max(self.max_pending, self.batch_size)
+        return TelemetryConfig(
+            realtime_mode=True,
+            flush_interval=self.flush_interval,
+            buffer_size=self.batch_size,
+            buffer_capacity=capacity,
+            shutdown_timeout=self.drain_timeout,
+        )
