@@ -9,7 +9,10 @@
 
 import uPlot from 'uplot';
 import { getJSON, LiveStream } from './api.js';
-import { AGGREGATES, WINDOWS, tagsText } from './layout.js';
+import { AGGREGATES } from './constants.generated.js';
+import { $, el } from './dom.js';
+import { describeTags, formatNumber, parseWhen } from './format.js';
+import { WINDOWS } from './layout.js';
 
 const NICE_BUCKETS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 const TARGET_BUCKETS = 150;
@@ -20,9 +23,8 @@ const PALETTE = {
   light: ['#0072b2', '#d55e00', '#009e73', '#cc79a7', '#8a6d00', '#1f9bd6', '#6a3d9a', '#5f6b76'],
   dark: ['#56b4e9', '#e69f00', '#2ec4a0', '#e58fc1', '#f0e442', '#ff8f66', '#b99ae6', '#b0b8c0'],
 };
-const UNITS_S = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+const RANGE_HINT = 'From must be a time before To (e.g. -30m, 2024-05-01 12:00, now).';
 
-const $ = (id) => document.getElementById(id);
 const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
 
 /** A bucket width (seconds) giving about TARGET_BUCKETS buckets over ``span`` seconds. */
@@ -31,40 +33,8 @@ export function bucketFor(span) {
   return NICE_BUCKETS.find((n) => n >= want) || NICE_BUCKETS[NICE_BUCKETS.length - 1];
 }
 
-/** Seconds since the epoch of ``-30m``, ``now``, Unix seconds or a local date-time; NaN if none. */
-export function parseWhen(text, now) {
-  const t = (text || '').trim();
-  if (!t || t === 'now') return now;
-  const rel = /^-(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(t);
-  if (rel) return now - Number(rel[1]) * UNITS_S[rel[2]];
-  if (/^\d+(\.\d+)?$/.test(t)) return Number(t);
-  const ms = Date.parse(t.includes('T') ? t : t.replace(' ', 'T'));
-  return Number.isNaN(ms) ? NaN : ms / 1000;
-}
-
-export function formatNumber(v) {
-  if (v === null || v === undefined || Number.isNaN(v)) return '–';
-  const a = Math.abs(v);
-  if (a >= 1e9) return (v / 1e9).toFixed(a >= 1e10 ? 0 : 1) + 'G';
-  if (a >= 1e6) return (v / 1e6).toFixed(a >= 1e7 ? 0 : 1) + 'M';
-  if (a >= 1e4) return (v / 1e3).toFixed(a >= 1e5 ? 0 : 1) + 'k';
-  if (a >= 100 || a === 0) return v.toFixed(0);
-  if (a >= 1) return v.toFixed(2).replace(/\.?0+$/, '');
-  return v.toPrecision(3).replace(/\.?0+$/, '');
-}
-
-function describeTags(tags) {
-  return Object.entries(tags || {})
-    .map(([k, v]) => `${k}=${v}`)
-    .join(', ');
-}
-
 function option(value, text, selected) {
-  const o = document.createElement('option');
-  o.value = value;
-  o.textContent = text;
-  if (selected) o.selected = true;
-  return o;
+  return el('option', { value, textContent: text, selected: selected || undefined });
 }
 
 function fillSelect(select, choices, value) {
@@ -96,51 +66,26 @@ class Chart {
   }
 
   build() {
-    const el = document.createElement('section');
-    el.className = 'chart';
-    el.id = this.id;
-    el.dataset.state = 'loading';
-    el.dataset.points = '0';
-    el.dataset.series = '0';
-    el.setAttribute('aria-labelledby', `${this.id}-title`);
-
-    const head = document.createElement('div');
-    head.className = 'chart-head';
-    const title = document.createElement('h3');
-    title.id = `${this.id}-title`;
-    this.titleEl = title;
-
-    const controls = document.createElement('div');
-    controls.className = 'chart-controls';
-    this.aggSelect = document.createElement('select');
-    this.aggSelect.setAttribute('aria-label', 'Aggregate');
+    this.titleEl = el('h3', { id: `${this.id}-title` });
+    this.aggSelect = el('select', { 'aria-label': 'Aggregate' });
     fillSelect(this.aggSelect, aggChoices(), this.spec.agg);
-    this.winSelect = document.createElement('select');
-    this.winSelect.setAttribute('aria-label', 'Window');
+    this.winSelect = el('select', { 'aria-label': 'Window' });
     fillSelect(this.winSelect, windowChoices(), this.spec.win);
-    this.fromInput = Object.assign(document.createElement('input'), { type: 'text', value: this.spec.from || '', placeholder: '-30m' });
-    this.fromInput.setAttribute('aria-label', 'From');
-    this.toInput = Object.assign(document.createElement('input'), { type: 'text', value: this.spec.to || '', placeholder: 'now' });
-    this.toInput.setAttribute('aria-label', 'To');
-    this.customBox = document.createElement('span');
-    this.customBox.className = 'custom-range';
-    const apply = Object.assign(document.createElement('button'), { type: 'button', className: 'btn', textContent: 'Apply' });
-    this.customBox.append(this.fromInput, this.toInput, apply);
-    this.customBox.hidden = this.spec.win !== 'custom';
-    const remove = Object.assign(document.createElement('button'), { type: 'button', className: 'btn ghost remove', textContent: 'Remove' });
+    this.fromInput = el('input', { type: 'text', value: this.spec.from || '', placeholder: '-30m', 'aria-label': 'From' });
+    this.toInput = el('input', { type: 'text', value: this.spec.to || '', placeholder: 'now', 'aria-label': 'To' });
+    const apply = el('button', { type: 'button', className: 'btn', textContent: 'Apply' });
+    this.customBox = el('span', { className: 'custom-range', hidden: this.spec.win !== 'custom' }, [this.fromInput, this.toInput, apply]);
+    const remove = el('button', { type: 'button', className: 'btn ghost remove', textContent: 'Remove' });
     this.removeButton = remove;
-    controls.append(this.aggSelect, this.winSelect, this.customBox, remove);
-    head.append(title, controls);
+    const controls = el('div', { className: 'chart-controls' }, [this.aggSelect, this.winSelect, this.customBox, remove]);
+    const head = el('div', { className: 'chart-head' }, [this.titleEl, controls]);
 
-    this.plotEl = document.createElement('div');
-    this.plotEl.className = 'plot';
-    this.plotEl.setAttribute('role', 'img');
-    this.message = document.createElement('p');
-    this.message.className = 'chart-message';
-    this.message.setAttribute('role', 'status');
-    el.append(head, this.plotEl, this.message);
-    el.chartData = () => this.data().data; // test hook: [xs, ...series] as drawn
-    this.el = el;
+    this.plotEl = el('div', { className: 'plot', role: 'img' });
+    this.message = el('p', { className: 'chart-message', role: 'status' });
+    const dataset = { state: 'loading', points: '0', series: '0' };
+    const section = el('section', { className: 'chart', id: this.id, dataset, 'aria-labelledby': this.titleEl.id }, [head, this.plotEl, this.message]);
+    section.chartData = () => this.data().data; // test hook: [xs, ...series] as drawn
+    this.el = section;
 
     this.aggSelect.addEventListener('change', () => this.update({ agg: this.aggSelect.value }));
     this.winSelect.addEventListener('change', () => {
@@ -155,7 +100,7 @@ class Chart {
       const from = parseWhen(this.fromInput.value || '-1h', now);
       const to = parseWhen(this.toInput.value, now);
       if (!(from < to)) {
-        this.message.textContent = 'From must be a time before To (e.g. -30m, 2024-05-01 12:00, now).';
+        this.message.textContent = RANGE_HINT;
         return;
       }
       this.update({ win: 'custom', from: this.fromInput.value.trim(), to: this.toInput.value.trim() });
@@ -524,7 +469,7 @@ export class Board {
         spec.to = $('a-to').value.trim();
         const now = Date.now() / 1000;
         if (!(parseWhen(spec.from, now) < parseWhen(spec.to, now))) {
-          error.textContent = 'From must be a time before To (e.g. -30m, 2024-05-01 12:00, now).';
+          error.textContent = RANGE_HINT;
           return;
         }
       }

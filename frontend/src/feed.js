@@ -3,23 +3,14 @@
 // details on click and counts per type of what is in view.
 
 import { getJSON, LiveStream } from './api.js';
-import { TYPES } from './layout.js';
+import { EVENT_TYPES } from './constants.generated.js';
+import { $, el } from './dom.js';
+import { clock, plural } from './format.js';
 
 const MAX_ROWS = 500; // rows kept in view
 const BACKFILL = 200; // stored events shown when the feed (re)starts
 const MAX_HELD = 10000; // live events kept while paused
 const MAX_COMBOS = 12; // source x type requests for a backfill before filtering here instead
-
-const $ = (id) => document.getElementById(id);
-
-function pad(n, width = 2) {
-  return String(n).padStart(width, '0');
-}
-
-export function clock(ms) {
-  const d = new Date(ms);
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
-}
 
 function msOf(record) {
   return Number(record.time_ns) / 1e6;
@@ -45,7 +36,7 @@ export class Feed {
     this.sourceInput = $('f-source');
     this.searchInput = $('f-search');
     this.detail = $('detail');
-    this.filters = { source: '', types: [...TYPES], search: '' };
+    this.filters = { source: '', types: [...EVENT_TYPES], search: '' };
     this.events = []; // in view, newest first
     this.byId = new Map(); // id -> record, for what is in view
     this.rows = new Map(); // id -> <li>
@@ -76,22 +67,10 @@ export class Feed {
     const box = $('f-types');
     this.typeBoxes = {};
     this.typeCounts = {};
-    for (const type of TYPES) {
-      const label = document.createElement('label');
-      label.className = `chip t-${type}`;
-      const input = document.createElement('input');
-      input.type = 'checkbox';
-      input.checked = true;
-      input.value = type;
-      input.name = 'type';
-      const name = document.createElement('span');
-      name.textContent = type;
-      const count = document.createElement('span');
-      count.className = 'n';
-      count.textContent = '0';
-      count.dataset.type = type;
-      label.append(input, name, count);
-      box.append(label);
+    for (const type of EVENT_TYPES) {
+      const input = el('input', { type: 'checkbox', checked: true, value: type, name: 'type' });
+      const count = el('span', { className: 'n', textContent: '0', dataset: { type } });
+      box.append(el('label', { className: `chip t-${type}` }, [input, el('span', { textContent: type }), count]));
       this.typeBoxes[type] = input;
       this.typeCounts[type] = count;
     }
@@ -133,7 +112,7 @@ export class Feed {
   fromInputs() {
     const filters = {
       source: this.sourceInput.value.trim(),
-      types: TYPES.filter((t) => this.typeBoxes[t].checked),
+      types: EVENT_TYPES.filter((t) => this.typeBoxes[t].checked),
       search: this.searchInput.value.trim(),
     };
     const before = JSON.stringify(this.filters);
@@ -148,7 +127,7 @@ export class Feed {
     this.filters = { source: filters.source, types: [...filters.types], search: filters.search };
     this.sourceInput.value = filters.source;
     this.searchInput.value = filters.search;
-    for (const t of TYPES) this.typeBoxes[t].checked = filters.types.includes(t);
+    for (const t of EVENT_TYPES) this.typeBoxes[t].checked = filters.types.includes(t);
     this.reload();
   }
 
@@ -164,7 +143,7 @@ export class Feed {
     const generation = ++this.generation;
     const f = this.filters;
     const sources = splitList(f.source);
-    const allTypes = f.types.length === TYPES.length;
+    const allTypes = f.types.length === EVENT_TYPES.length;
     this.held = [];
     this.heldOverflow = 0;
     this.queue = [];
@@ -291,40 +270,27 @@ export class Feed {
   }
 
   row(record) {
-    const li = document.createElement('li');
-    li.className = `ev t-${record.type}`;
-    li.dataset.id = record.id;
-    li.dataset.type = record.type;
-    li.dataset.source = record.source;
-    if (record.id === this.selectedId) li.classList.add('selected');
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.tabIndex = -1;
-    button.setAttribute('aria-controls', 'detail');
     const ms = msOf(record);
-    const time = document.createElement('time');
-    time.dateTime = record.timestamp;
-    time.textContent = clock(ms);
-    time.title = new Date(ms).toString();
-    const badge = document.createElement('span');
-    badge.className = 'badge';
-    badge.textContent = record.type;
-    const source = document.createElement('span');
-    source.className = 'src';
-    source.textContent = record.source;
-    const message = document.createElement('span');
-    message.className = 'msg';
-    message.textContent = record.message;
-    button.append(time, ' ', badge, ' ', source, ' ', message);
-    li.append(button);
+    const button = el('button', { type: 'button', tabIndex: -1, 'aria-controls': 'detail' }, [
+      el('time', { dateTime: record.timestamp, textContent: clock(ms), title: new Date(ms).toString() }),
+      ' ',
+      el('span', { className: 'badge', textContent: record.type }),
+      ' ',
+      el('span', { className: 'src', textContent: record.source }),
+      ' ',
+      el('span', { className: 'msg', textContent: record.message }),
+    ]);
+    const dataset = { id: record.id, type: record.type, source: record.source };
+    const li = el('li', { className: `ev t-${record.type}`, dataset }, [button]);
+    if (record.id === this.selectedId) li.classList.add('selected');
     this.rows.set(record.id, li);
     return li;
   }
 
   afterChange() {
-    const counts = Object.fromEntries(TYPES.map((t) => [t, 0]));
+    const counts = Object.fromEntries(EVENT_TYPES.map((t) => [t, 0]));
     for (const r of this.events) counts[r.type] = (counts[r.type] || 0) + 1;
-    for (const t of TYPES) this.typeCounts[t].textContent = String(counts[t]);
+    for (const t of EVENT_TYPES) this.typeCounts[t].textContent = String(counts[t]);
     this.list.dataset.count = String(this.events.length);
     // roving tabindex: one row of the list is in the tab order
     const focusable = this.list.querySelector('button[tabindex="0"]');
@@ -339,9 +305,8 @@ export class Feed {
     let text;
     if (this.loading) text = 'Loading…';
     else if (this.paused) {
-      const n = this.held.length + this.heldOverflow;
-      text = `Paused: ${n} new event${n === 1 ? '' : 's'} waiting`;
-    } else text = `${this.events.length} event${this.events.length === 1 ? '' : 's'} in view`;
+      text = `Paused: ${plural(this.held.length + this.heldOverflow, 'new event')} waiting`;
+    } else text = `${plural(this.events.length, 'event')} in view`;
     if (this.missed) text += ` (${this.missed} skipped by the server to keep up)`;
     this.status.textContent = text;
   }
@@ -363,9 +328,7 @@ export class Feed {
   noteSource(source) {
     if (this.sources.has(source) || this.sources.size >= 200) return;
     this.sources.add(source);
-    const option = document.createElement('option');
-    option.value = source;
-    $('sources').append(option);
+    $('sources').append(el('option', { value: source }));
   }
 
   select(id, row) {
@@ -385,13 +348,7 @@ export class Feed {
       ['Message', record.message],
       ['Id', record.id],
     ];
-    for (const [k, v] of pairs) {
-      const dt = document.createElement('dt');
-      dt.textContent = k;
-      const dd = document.createElement('dd');
-      dd.textContent = v;
-      fields.append(dt, dd);
-    }
+    for (const [k, v] of pairs) fields.append(el('dt', { textContent: k }), el('dd', { textContent: v }));
     const meta = record.metadata || {};
     $('detail-meta').textContent = Object.keys(meta).length ? JSON.stringify(meta, null, 2) : '(none)';
     this.detail.className = `detail t-${record.type}`;

@@ -2,10 +2,10 @@
 // The ingest rate is the change of rimp_records_received_total between two reads.
 
 import { getText } from './api.js';
-import { formatNumber } from './charts.js';
+import { $, setState } from './dom.js';
+import { formatBytes, formatNumber } from './format.js';
 
 const PERIOD = 3000;
-const $ = (id) => document.getElementById(id);
 
 /** ``{family: total over its samples}`` for the ``rimp_`` families of a /metrics page. */
 export function parseExposition(text) {
@@ -20,17 +20,6 @@ export function parseExposition(text) {
   return totals;
 }
 
-export function formatBytes(n) {
-  if (!Number.isFinite(n)) return '–';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n >= 100 || i === 0 ? n.toFixed(0) : n.toFixed(1)} ${units[i]}`;
-}
-
 export class Health {
   constructor() {
     this.previous = null;
@@ -42,10 +31,9 @@ export class Health {
   }
 
   set(id, text, state = '') {
-    const el = $(id);
-    el.textContent = text;
-    if (state) el.dataset.state = state;
-    else delete el.dataset.state;
+    const node = $(id);
+    node.textContent = text;
+    setState(node, state);
   }
 
   async read() {

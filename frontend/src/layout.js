@@ -2,9 +2,9 @@
 //   #c=NAME|AGG|WINDOW|TAGS|GROUPBY|FROM|TO&c=...&src=SOURCES&type=T1,T2&q=TEXT
 // Each field is percent-encoded; TAGS is k:v,k:v with k and v percent-encoded.
 
-export const AGGREGATES = ['avg', 'min', 'max', 'sum', 'count', 'p50', 'p90', 'p95', 'p99', 'rate', 'last'];
+import { AGGREGATES, EVENT_TYPES } from './constants.generated.js';
+
 export const WINDOWS = { '5m': 300, '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, custom: 0 };
-export const TYPES = ['debug', 'info', 'warning', 'error', 'critical'];
 
 const enc = encodeURIComponent;
 
@@ -16,7 +16,7 @@ function dec(text) {
   }
 }
 
-export function tagsText(tags) {
+function tagsText(tags) {
   return Object.entries(tags || {})
     .map(([k, v]) => `${enc(k)}:${enc(v)}`)
     .join(',');
@@ -56,14 +56,14 @@ export function decodeChart(text) {
 export function encodeLayout({ charts, filters }) {
   const parts = charts.map((c) => 'c=' + encodeChart(c));
   if (filters.source) parts.push('src=' + enc(filters.source));
-  if (filters.types && filters.types.length < TYPES.length) parts.push('type=' + filters.types.join(','));
+  if (filters.types && filters.types.length < EVENT_TYPES.length) parts.push('type=' + filters.types.join(','));
   if (filters.search) parts.push('q=' + enc(filters.search));
   return parts.join('&');
 }
 
 export function decodeLayout(hash) {
   const charts = [];
-  const filters = { source: '', types: [...TYPES], search: '' };
+  const filters = { source: '', types: [...EVENT_TYPES], search: '' };
   for (const part of hash.replace(/^#/, '').split('&')) {
     const at = part.indexOf('=');
     if (at < 0) continue;
@@ -75,7 +75,7 @@ export function decodeLayout(hash) {
     } else if (key === 'src') {
       filters.source = dec(value);
     } else if (key === 'type') {
-      filters.types = value.split(',').filter((t) => TYPES.includes(t));
+      filters.types = value.split(',').filter((t) => EVENT_TYPES.includes(t));
     } else if (key === 'q') {
       filters.search = dec(value);
     }

@@ -3,10 +3,9 @@
 import { auth, checkToken, needToken, onTokenNeeded } from './api.js';
 import { Board } from './charts.js';
 import { Feed } from './feed.js';
+import { $ } from './dom.js';
 import { Health } from './health.js';
 import { decodeLayout, encodeLayout } from './layout.js';
-
-const $ = (id) => document.getElementById(id);
 
 const REASONS = {
   required: '',

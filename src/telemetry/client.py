@@ -20,18 +20,9 @@ from typing import Any
 import msgspec
 
 from telemetry._jsonform import encode as _encode
-from telemetry.errors import TelemetryError
+from telemetry.errors import ClientError
 
-__all__ = ["ClientError", "RimpClient"]
-
-
-class ClientError(TelemetryError):
-    """The server could not be reached, or answered with an error."""
-
-    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
+__all__ = ["RimpClient"]
 
 
 class RimpClient:

@@ -13,7 +13,8 @@ from typing import IO, Any
 
 from telemetry._jsonform import encode as _encode
 from telemetry.cli._style import COLOURS, RESET
-from telemetry.client import ClientError, RimpClient
+from telemetry.client import RimpClient
+from telemetry.errors import ClientError
 
 __all__ = ["add_remote_commands", "run_remote"]
 

@@ -26,8 +26,8 @@ import msgspec
 
 from telemetry._jsonform import encode as _encode
 from telemetry._jsonform import event_to_wire, metric_to_wire
-from telemetry.errors import StorageError
-from telemetry.exporters.spool import Spool, SpoolFull
+from telemetry.errors import SpoolFull, StorageError
+from telemetry.exporters.spool import Spool
 from telemetry.models import TelemetryData
 from telemetry.storage.base import Storage
 
@@ -156,9 +156,9 @@ class HTTPExporter(Storage):
                 continue
             try:
                 lost = self.spool.append(payload)
-            except SpoolFull as exc:
+            except SpoolFull:  # a StorageError: the collector keeps and counts the batch
                 self._count_drop("spool_full", n)
-                raise StorageError(str(exc)) from None
+                raise
             if lost:
                 self._count_drop("spool_full", lost)  # requests, not records: sizes are gone
         self._wake.set()

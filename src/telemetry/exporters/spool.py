@@ -18,17 +18,13 @@ import threading
 import zlib
 from pathlib import Path
 
-from telemetry.errors import StorageError
+from telemetry.errors import SpoolFull, StorageError
 
-__all__ = ["Spool", "SpoolFull"]
+__all__ = ["Spool"]
 
 _MAGIC = b"RSP1"
 _HEADER = struct.Struct("<4sII")
 _SEGMENT = re.compile(r"^spool-(\d{8})\.log$")
-
-
-class SpoolFull(Exception):
-    """Raised by :meth:`Spool.append` when even dropping old records leaves no room."""
 
 
 class Spool:
