@@ -5,7 +5,7 @@ Run with the project's environment::
     ./dev bench hot_path            # full run (7 rounds)
     ./dev bench hot_path --quick    # a short run (3 rounds, shorter batches)
 
-Method (docs/benchmarks.md, /work/shared/design/BENCHMARKS.md): every case is a
+Method (docs/benchmarks.md, "Method"): every case is a
 ``timeit`` batch; the cases are interleaved over several rounds (the order
 rotates each round) and the median and minimum ns/op are reported, so drift of
 this shared machine hits all cases alike. Garbage collection stays ON inside the
@@ -369,10 +369,13 @@ def _align_id_pool() -> None:
     Ids are formatted 4096 at a time; measuring a multiple of 4096 records from a
     block boundary charges every record exactly its own id string.
     """
-    from telemetry import models
+    try:
+        from telemetry._ids import ID_POOL
+    except ImportError:  # releases before the id pool moved out of telemetry.models
+        from telemetry.models import ID_POOL  # type: ignore[attr-defined,no-redef]
 
     try:
-        remaining = models.ID_POOL.next.__self__.__length_hint__()  # type: ignore[attr-defined]
+        remaining = ID_POOL.next.__self__.__length_hint__()  # type: ignore[attr-defined]
     except AttributeError:  # the pool works differently now: measure without aligning
         return
     for _ in range(remaining):

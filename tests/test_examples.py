@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,13 +75,29 @@ class TestExamples:
         assert lines == [
             "CsvStorage wrote 13 rows",
             "the stream's consumer saw 3 records",
-            "events.csv: 5 rows, columns time_ns, event_type, source, message, metadata",
+            "events.csv: 5 rows, columns id, time_ns, event_type, source, message, metadata",
             '  warning: importer file 3 imported {"file": "data-3.json", "rows": 300}',
-            "metrics.csv: 8 rows, columns time_ns, name, value, unit, tags",
+            "metrics.csv: 8 rows, columns id, time_ns, name, value, unit, tags",
             "  import.rows: 5 points, total 1000",
             "  export.rows: 3 points, total 30",
-            "query_events: CsvStorage does not implement query_events()",
+            "query_events(event_type='warning'): ['file 3 imported']",
+            "aggregate p50 of import.rows: 200",
         ]
+
+    def test_custom_storage_passes_the_conformance_suite(self, tmp_path: Path) -> None:
+        """The example's CsvStorage passes the storage conformance suite shipped to users."""
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             str(EXAMPLES / "custom_storage.py")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        summary = result.stdout.strip().splitlines()[-1]
+        assert re.fullmatch(r"\d+ passed in [\d.]+s", summary), summary  # no fail, skip, error
 
     def test_examples_leave_nothing_behind(self, tmp_path: Path) -> None:
         """No example writes into the directory it is run from."""

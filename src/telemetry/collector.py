@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 from telemetry import _lifecycle
 from telemetry._ids import ID_POOL
@@ -31,7 +31,7 @@ from telemetry.instruments import NOOP, Counter, Gauge, Histogram, Instrument, T
 from telemetry.models import Event, EventType, Metric, TelemetryData, to_ns
 from telemetry.storage import Storage
 
-__all__ = ["OVERFLOW_TAGS", "Route", "TelemetryCollector"]
+__all__ = ["OVERFLOW_TAGS", "CollectorStats", "TelemetryCollector"]
 
 _log = logging.getLogger("telemetry.collector")
 _ns = time.time_ns
@@ -41,6 +41,24 @@ _DICT = dict
 OVERFLOW_TAGS: dict[str, str] = {"rimp_overflow": "true"}
 _STORE_RETRY_MAX = 5.0
 _MAX_KNOWN_KEYS = 1_000_000  # bound on the fast-path cache of (name, encoded tags)
+
+
+class CollectorStats(TypedDict):
+    """What :meth:`TelemetryCollector.stats` returns (every key is documented there)."""
+
+    events_collected: int
+    metrics_collected: int
+    instrument_points: int
+    records_flushed: int
+    records_dropped: int
+    dropped_by_reason: dict[str, int]
+    buffered: int
+    consumer_errors: int
+    storage_errors: int
+    awaiting_retry: int
+    cardinality_overflow: int
+    consumer_dropped: int
+    instruments: int
 
 
 Ack = Callable[[bool], None]
@@ -697,7 +715,7 @@ class TelemetryCollector:
         _lifecycle.untrack(self)
         return complete and not (left_e or left_m or unstored)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> CollectorStats:
         """Counts of what happened to the records so far.
 
         Keys: ``events_collected`` and ``metrics_collected`` (accepted calls),

@@ -31,7 +31,7 @@ from telemetry._quantiles import PERCENTILES, Sketch, percentile
 from telemetry.errors import ValidationError
 from telemetry.models import Metric, new_id
 
-__all__ = ["FOLD_AT", "Counter", "Gauge", "Histogram", "Instrument", "Timer"]
+__all__ = ["Counter", "Gauge", "Histogram", "Timer"]
 
 FOLD_AT = 10_000
 _INF = math.inf

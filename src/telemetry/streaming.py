@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 from telemetry import _lifecycle
 from telemetry.collector import Route, TelemetryCollector
@@ -30,11 +30,30 @@ from telemetry.errors import ConfigError, StreamError
 from telemetry.models import TelemetryData
 from telemetry.storage import Storage
 
-__all__ = ["Consumer", "TelemetryStream"]
+__all__ = ["Consumer", "ConsumerStats", "StreamStats", "TelemetryStream"]
 
 _log = logging.getLogger("telemetry.streaming")
 
 Consumer = Callable[[TelemetryData], Any] | Callable[[TelemetryData], Awaitable[Any]]
+
+
+class ConsumerStats(TypedDict):
+    """One consumer's figures in :meth:`TelemetryStream.stats`."""
+
+    delivered_batches: int
+    errors: int
+    pending_batches: int
+    dropped_batches: int
+    dropped_records: int
+
+
+class StreamStats(TypedDict):
+    """What :meth:`TelemetryStream.stats` returns."""
+
+    running: bool
+    batches: int
+    records: int
+    consumers: dict[str, ConsumerStats]
 
 
 class _ConsumerWorker:
@@ -140,7 +159,7 @@ class _ConsumerWorker:
         self._thread.join(max(0.0, deadline - time.monotonic()))
         return done and not self._thread.is_alive()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ConsumerStats:
         return {
             "delivered_batches": self.delivered,
             "errors": self.errors,
@@ -284,7 +303,7 @@ class TelemetryStream:
 
     close = stop
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> StreamStats:
         """Batches and records delivered, and per-consumer figures (errors, drops, backlog)."""
         return {
             "running": self.is_running,

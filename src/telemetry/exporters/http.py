@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 
@@ -31,7 +31,13 @@ from telemetry.exporters.spool import Spool
 from telemetry.models import TelemetryData
 from telemetry.storage.base import Storage
 
-__all__ = ["MAX_BODY_BYTES", "MAX_RECORDS", "HTTPExporter", "default_spool_dir"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_RECORDS",
+    "ExporterStats",
+    "HTTPExporter",
+    "default_spool_dir",
+]
 
 MAX_RECORDS = 10_000  # per request; the server's default limit is 50,000
 MAX_BODY_BYTES = 8 * 2**20  # per request before gzip; the server's default limit is 10 MiB
@@ -57,6 +63,18 @@ def _open_spool(directory: Path, max_bytes: int) -> Spool:
             if "in use" not in str(exc):
                 raise
     raise StorageError(f"spool {str(directory)!r}: all 64 slots are in use")
+
+
+class ExporterStats(TypedDict):
+    """What :meth:`HTTPExporter.stats` returns."""
+
+    sent: int
+    requests: int
+    retried: int
+    spooled: int
+    spool_bytes: int
+    dropped: dict[str, int]
+    last_error: str | None
 
 
 class HTTPExporter(Storage):
@@ -266,7 +284,7 @@ class HTTPExporter(Storage):
                 self._idle.wait(0.05 if left is None else min(left, 0.05))
         return True
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ExporterStats:
         """``sent`` records, ``requests``, ``retried``, ``spooled`` batches waiting,
         ``spool_bytes``, ``dropped`` by reason, ``last_error``."""
         return {

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TypedDict
 
 import msgspec
 
@@ -23,7 +23,7 @@ from telemetry._jsonform import encode as _encode
 from telemetry._jsonform import event_to_wire, metric_to_wire
 from telemetry.models import Event, Metric, TelemetryData
 
-__all__ = ["Client", "Filters", "LiveHub"]
+__all__ = ["Client", "Filters", "HubStats", "LiveHub"]
 
 Item = tuple[str, Event | Metric]
 
@@ -57,6 +57,14 @@ def encode_item(item: Item) -> bytes:
     if kind == "event":
         return _encode(event_to_wire(record))  # type: ignore[arg-type]
     return _encode(metric_to_wire(record))  # type: ignore[arg-type]
+
+
+class HubStats(TypedDict):
+    """What :meth:`LiveHub.stats` returns."""
+
+    clients: int
+    queued: int
+    disconnected_slow: int
 
 
 class Client:
@@ -181,7 +189,7 @@ class LiveHub:
         """Forget a client."""
         self.clients.discard(client)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> HubStats:
         """Live clients, records queued for them, and slow clients cut off so far."""
         return {
             "clients": len(self.clients),

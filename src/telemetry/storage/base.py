@@ -2,12 +2,15 @@
 
 A backend subclasses :class:`Storage` and implements at least :meth:`Storage.store`.
 The built-in backends implement the whole protocol and pass one shared
-conformance suite (``tests/test_storage_conformance.py``).
+conformance suite, :class:`telemetry.testing.conformance.StorageConformance`,
+which a backend of your own can run too (docs/storage.md, "Writing a backend").
+:class:`~telemetry.storage.ScanningStorage` answers every query for a backend
+that can list its records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -114,8 +117,9 @@ class Storage:
         """Remove records older than ``t``; return how many (events and metrics together)."""
         raise self._unsupported("delete_before")
 
-    def stats(self) -> dict[str, Any]:
-        """Backend figures (records held, bytes, errors). Empty by default."""
+    def stats(self) -> Mapping[str, Any]:
+        """Backend figures (records held, bytes, errors); each backend documents its keys.
+        Empty by default."""
         return {}
 
     def close(self) -> None:

@@ -42,7 +42,7 @@ from telemetry import _lifecycle
 from telemetry._jsonform import ENCODER
 from telemetry.errors import StorageError, ValidationError
 from telemetry.models import Event, Metric, TelemetryData, to_ns
-from telemetry.storage._scan import ScanningStorage
+from telemetry.storage.scanning import ScanningStorage
 
 if sys.platform != "win32":
     import fcntl
@@ -440,10 +440,10 @@ class FileStorage(ScanningStorage):
             self._corrupt.pop(name, None)
         return records
 
-    def _scan_events(self) -> Iterator[Event]:
+    def scan_events(self) -> Iterator[Event]:
         return self._records("events")
 
-    def _scan_points(self, name: str | None) -> Iterator[Metric]:
+    def scan_points(self, name: str | None) -> Iterator[Metric]:
         for p in self._records("metrics"):
             if name is None or p.name == name:
                 yield p

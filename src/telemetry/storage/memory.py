@@ -9,7 +9,7 @@ from typing import Any
 
 from telemetry.errors import ValidationError
 from telemetry.models import Event, Metric, TelemetryData, to_ns
-from telemetry.storage._scan import ScanningStorage
+from telemetry.storage.scanning import ScanningStorage
 
 __all__ = ["MemoryStorage"]
 
@@ -70,11 +70,11 @@ class MemoryStorage(ScanningStorage):
                         self._metrics[token].popleft()
                     self._evicted += 1
 
-    def _scan_events(self) -> list[Event]:
+    def scan_events(self) -> list[Event]:
         with self._lock:
             return list(self._events)
 
-    def _scan_points(self, name: str | None) -> list[Metric]:
+    def scan_points(self, name: str | None) -> list[Metric]:
         with self._lock:
             if name is not None:
                 return list(self._metrics.get(name, ()))

@@ -1,8 +1,10 @@
-"""``ScanningStorage``: the query half of the protocol for backends that scan records.
+"""``ScanningStorage``: the whole query protocol for a backend that can list its records.
 
-The memory and file backends keep records as decoded objects (or can produce
-them); they only say how to iterate events and the points of a metric, and
-this base answers every query through ``_query``, so both answer identically.
+A backend that can produce its stored records implements ``store``,
+``scan_events``, ``scan_points`` and ``delete_before``; this base answers every
+query (filters, windows, aggregates with percentiles, event counts, series) by
+scanning them, exactly as the memory and file backends do. It suits small and
+custom stores; a large store answers from indexes instead (``DatabaseStorage``).
 """
 
 from __future__ import annotations
@@ -18,13 +20,28 @@ __all__ = ["ScanningStorage"]
 
 
 class ScanningStorage(Storage):
-    """A storage whose queries scan ``_scan_events()`` and ``_scan_points(name)``."""
+    """A storage whose queries scan ``scan_events()`` and ``scan_points(name)``.
 
-    def _scan_events(self) -> Iterable[Event]:
+    Example (see ``examples/custom_storage.py`` for a CSV backend that passes the
+    conformance suite this way)::
+
+        class ListStorage(ScanningStorage):
+            def __init__(self):
+                self.events, self.points = [], []
+            def store(self, data):
+                self.events += data.events
+                self.points += data.metrics
+            def scan_events(self):
+                return self.events
+            def scan_points(self, name):
+                return [p for p in self.points if name is None or p.name == name]
+    """
+
+    def scan_events(self) -> Iterable[Event]:
         """Every stored event, in storage order."""
         raise NotImplementedError
 
-    def _scan_points(self, name: str | None) -> Iterable[Metric]:
+    def scan_points(self, name: str | None) -> Iterable[Metric]:
         """The stored points of metric ``name`` (all metrics when None), in storage order."""
         raise NotImplementedError
 
@@ -40,7 +57,7 @@ class ScanningStorage(Storage):
     ) -> list[Event]:
         """See :meth:`Storage.query_events`."""
         return _query.filter_events(
-            self._scan_events(),
+            self.scan_events(),
             source=source,
             event_type=event_type,
             since=since,
@@ -60,7 +77,7 @@ class ScanningStorage(Storage):
     ) -> list[Metric]:
         """See :meth:`Storage.query_metrics`."""
         return _query.select_points(
-            self._scan_points(name), tags=tags, since=since, until=until, limit=limit
+            self.scan_points(name), tags=tags, since=since, until=until, limit=limit
         )
 
     def aggregate(
@@ -76,7 +93,7 @@ class ScanningStorage(Storage):
     ) -> list[Bucket]:
         """See :meth:`Storage.aggregate`."""
         return _query.aggregate_points(
-            self._scan_points(name),
+            self.scan_points(name),
             agg=agg,
             bucket=bucket,
             since=since,
@@ -97,7 +114,7 @@ class ScanningStorage(Storage):
     ) -> list[Bucket]:
         """See :meth:`Storage.count_events`."""
         return _query.count_event_buckets(
-            self._scan_events(),
+            self.scan_events(),
             bucket=bucket,
             since=since,
             until=until,
@@ -108,4 +125,4 @@ class ScanningStorage(Storage):
 
     def series(self, name: str | None = None) -> list[SeriesInfo]:
         """See :meth:`Storage.series`."""
-        return _query.latest_series(self._scan_points(name))
+        return _query.latest_series(self.scan_points(name))
