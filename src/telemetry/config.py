@@ -90,22 +90,22 @@ class TelemetryConfig:
 
     def validate(self) -> None:
         """Check every field; raise :class:`ConfigError` naming the first bad one."""
-        _check_bool("enabled", self.enabled)
-        _check_bool("realtime_mode", self.realtime_mode)
-        _check_int("buffer_size", self.buffer_size, minimum=1)
-        _check_int("buffer_capacity", self.buffer_capacity, minimum=1)
+        check_bool("enabled", self.enabled)
+        check_bool("realtime_mode", self.realtime_mode)
+        check_int("buffer_size", self.buffer_size, minimum=1)
+        check_int("buffer_capacity", self.buffer_capacity, minimum=1)
         if self.buffer_size > self.buffer_capacity:
             raise ConfigError(
                 f"buffer_size={self.buffer_size}: must not exceed "
                 f"buffer_capacity={self.buffer_capacity}",
                 field="buffer_size",
             )
-        _check_seconds("flush_interval", self.flush_interval, positive=True)
-        _check_seconds("block_timeout", self.block_timeout, positive=False)
-        _check_seconds("shutdown_timeout", self.shutdown_timeout, positive=False)
-        _check_int("max_tag_sets", self.max_tag_sets, minimum=1)
-        _check_int("max_metadata_keys", self.max_metadata_keys, minimum=0)
-        _check_int("max_message_length", self.max_message_length, minimum=1)
+        check_seconds("flush_interval", self.flush_interval, positive=True)
+        check_seconds("block_timeout", self.block_timeout, positive=False)
+        check_seconds("shutdown_timeout", self.shutdown_timeout, positive=False)
+        check_int("max_tag_sets", self.max_tag_sets, minimum=1)
+        check_int("max_metadata_keys", self.max_metadata_keys, minimum=0)
+        check_int("max_message_length", self.max_message_length, minimum=1)
         if self.overflow_policy not in OVERFLOW_POLICIES:
             raise ConfigError(
                 f"overflow_policy={self.overflow_policy!r}: must be one of "
@@ -253,19 +253,27 @@ def _parse_env(var: str, name: str, raw: str) -> Any:
     return text
 
 
-def _check_bool(name: str, value: object) -> None:
+# The checks below are shared by every configuration object (TelemetryConfig,
+# ServerSettings, Limits) so that one rule reads the same wherever it applies.
+
+
+def check_bool(name: str, value: object) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a bool."""
     if not isinstance(value, bool):
         raise ConfigError(f"{name}={value!r}: must be True or False", field=name)
 
 
-def _check_int(name: str, value: object, *, minimum: int) -> None:
+def check_int(name: str, value: object, *, minimum: int) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an int (not a bool), at least ``minimum``."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(f"{name}={value!r}: must be an integer", field=name)
     if value < minimum:
         raise ConfigError(f"{name}={value!r}: must be at least {minimum}", field=name)
 
 
-def _check_seconds(name: str, value: object, *, positive: bool) -> None:
+def check_seconds(name: str, value: object, *, positive: bool) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a finite, non-negative number of seconds
+    (above 0 when ``positive``)."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ConfigError(f"{name}={value!r}: must be a number of seconds", field=name)
     if not math.isfinite(value):

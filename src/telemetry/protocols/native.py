@@ -18,7 +18,8 @@ import msgspec
 
 from telemetry._jsonform import encode as _encode
 from telemetry._time import rfc3339_to_ns, seconds_to_ns, to_ns
-from telemetry.errors import ConfigError, RequestError, ValidationError
+from telemetry.config import check_int
+from telemetry.errors import RequestError, ValidationError
 from telemetry.models import Event, EventType, Metric, TelemetryData, new_id
 
 __all__ = ["Limits", "WireDecoder"]
@@ -33,7 +34,7 @@ class Limits:
     """Per-request and per-record limits of the ingest endpoints.
 
     Raises:
-        ConfigError: a limit is not a positive integer (from the constructor).
+        telemetry.ConfigError: a limit is not a positive integer (from the constructor).
     """
 
     max_body_bytes: int = 10 * 2**20
@@ -46,8 +47,7 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name}={value!r}: must be an integer of at least 1", field=name)
+            check_int(name, value, minimum=1)
 
 
 class WireEvent(msgspec.Struct, forbid_unknown_fields=False):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-from telemetry.config import TelemetryConfig
-from telemetry.errors import ConfigError
+from telemetry.config import TelemetryConfig, check_int, check_seconds
 from telemetry.protocols.native import Limits
 from telemetry.server.auth import Tokens
 from telemetry.storage import Storage
@@ -35,7 +33,7 @@ class ServerSettings:
         demo: also record synthetic traffic from fake services.
 
     Raises:
-        ConfigError: a value breaks its rule, naming the field.
+        telemetry.ConfigError: a value breaks its rule, naming the field.
     """
 
     storage: Storage | None = None
@@ -54,15 +52,9 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         for name in ("max_pending", "idempotency_keys", "live_window", "live_queue", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name}={value!r}: must be an integer of at least 1", field=name)
+            check_int(name, getattr(self, name), minimum=1)
         for name in ("ack_timeout", "flush_interval", "drain_timeout"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise ConfigError(
-                    f"{name}={value!r}: must be a finite number of seconds above 0", field=name
-                )
+            check_seconds(name, getattr(self, name), positive=True)
 
     def collector_config(self) -> TelemetryConfig:
         """The configuration of the collector the server runs.
