@@ -24,6 +24,7 @@ __all__ = ["OVERFLOW_POLICIES", "STORAGE_BACKENDS", "TelemetryConfig"]
 OverflowPolicy = Literal["block", "drop_newest", "drop_oldest"]
 OVERFLOW_POLICIES: tuple[str, ...] = ("block", "drop_newest", "drop_oldest")
 STORAGE_BACKENDS: tuple[str, ...] = ("memory", "file", "database")
+DEFAULT_CAPACITY = 100_000
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class TelemetryConfig:
         realtime_mode: a stream delivers as soon as records arrive, not per interval.
         storage_backend: ``"memory"``, ``"file"``, ``"database"`` or a ``Storage`` instance.
         storage_path: directory for ``"file"``, database path for ``"database"``.
-        buffer_capacity: most records held before ``overflow_policy`` applies.
+        buffer_capacity: most records held before ``overflow_policy`` applies;
+            left at its default (100,000) it grows to a larger ``buffer_size``.
         overflow_policy: ``"block"`` (wait up to ``block_timeout``, then drop the
             new record), ``"drop_newest"`` or ``"drop_oldest"``.
         block_timeout: seconds a ``"block"`` caller waits for room.
@@ -72,7 +74,7 @@ class TelemetryConfig:
     realtime_mode: bool = False
     storage_backend: str | Storage = "memory"
     storage_path: str | os.PathLike[str] | None = None
-    buffer_capacity: int = 100_000
+    buffer_capacity: int = DEFAULT_CAPACITY
     overflow_policy: OverflowPolicy = "drop_oldest"
     block_timeout: float = 1.0
     max_tag_sets: int = 2000
@@ -86,6 +88,10 @@ class TelemetryConfig:
     spool_dir: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
+        size = self.buffer_size
+        if self.buffer_capacity == DEFAULT_CAPACITY and isinstance(size, int) and size > 0:
+            # Not given (or given as the default): make room for the buffer_size asked for.
+            object.__setattr__(self, "buffer_capacity", max(DEFAULT_CAPACITY, size))
         self.validate()
 
     def validate(self) -> None:

@@ -26,6 +26,10 @@ __all__ = ["Limits", "WireDecoder"]
 
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
 MAX_ID_LENGTH = 256
+MAX_DEPTH = 32
+"""Deepest nesting of an event's metadata. Far below the decoder's recursion limit, so a
+stored record can always be decoded again, whatever the stack depth of the reader."""
+_TOO_DEEP = f"JSON nested deeper than the decoder allows (metadata: at most {MAX_DEPTH} levels)"
 _EVENT_TYPES = {t.value: t for t in EventType}
 
 
@@ -113,6 +117,20 @@ def _time(ts: str | float | None, t_ns: int | None, field: str, now: int) -> int
         raise RequestError("invalid_field", str(exc), where) from None
 
 
+def _deeper_than(value: dict[str, Any], limit: int) -> bool:
+    """True when containers nest more than ``limit`` levels (the top dict is level 1)."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return True
+                todo.append((child, depth + 1))
+    return False
+
+
 def _check_id(rid: str | None, field: str) -> str | None:
     if rid is not None and (not rid or len(rid) > MAX_ID_LENGTH or not rid.isprintable()):
         raise RequestError(
@@ -150,9 +168,12 @@ class WireDecoder:
             RequestError: the body is malformed or, without ``partial``, any
                 record is invalid; nothing of it is to be stored.
         """
-        if kind == "batch":
-            return self._decode_batch(body, partial)
-        records, rejected = self._decode_kind(kind, body, ndjson, partial, "$")
+        try:
+            if kind == "batch":
+                return self._decode_batch(body, partial)
+            records, rejected = self._decode_kind(kind, body, ndjson, partial, "$")
+        except RecursionError:  # a body nested too deep to even split into records
+            raise RequestError("too_deep", _TOO_DEEP) from None
         if kind == "events":
             return TelemetryData(records, []), rejected
         return TelemetryData([], records), rejected
@@ -192,8 +213,8 @@ class WireDecoder:
                 raise RequestError(
                     "malformed_json", "body must be a JSON object, a JSON array or NDJSON lines"
                 )
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            if start == b"{" and not ndjson:
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+            if start == b"{" and not ndjson and not isinstance(exc, RecursionError):
                 # One record: the typed decoder's error already names its field.
                 try:
                     msgspec.json.decode(body)
@@ -221,7 +242,9 @@ class WireDecoder:
     def _split(self, body: bytes, ndjson: bool) -> list[msgspec.Raw]:
         try:
             if ndjson:
-                raws = [msgspec.Raw(line) for line in body.splitlines() if line.strip()]
+                # Split as the fast path does (decode_lines): on "\n" only, blank lines
+                # skipped, so a rejected record's index is the same on both paths.
+                raws = [msgspec.Raw(line) for line in body.split(b"\n") if line.strip()]
             elif body.lstrip()[:1] == b"[":
                 raws = self._raw_list.decode(body)
             else:
@@ -251,6 +274,8 @@ class WireDecoder:
                         "malformed_json", f"not valid JSON: {_rule_of(exc)}", _path_of(exc, field)
                     )
                 )
+            except RecursionError:
+                wires.append(RequestError("too_deep", _TOO_DEEP, field))
         return self._convert(kind, wires, prefix, partial)
 
     def _convert(
@@ -300,6 +325,10 @@ class WireDecoder:
                 "invalid_field",
                 f"message is longer than {lim.max_message_length} characters",
                 f"{field}.message",
+            )
+        if w.metadata and _deeper_than(w.metadata, MAX_DEPTH):
+            raise RequestError(
+                "too_deep", f"metadata nests deeper than {MAX_DEPTH} levels", f"{field}.metadata"
             )
         if w.metadata and len(_encode(w.metadata)) > lim.max_metadata_bytes:
             raise RequestError(

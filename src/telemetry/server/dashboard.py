@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 __all__ = ["STATIC_DIR", "routes"]
 
@@ -23,8 +24,7 @@ STATIC_DIR = Path(__file__).with_name("static")
 
 _AUTH_META = '<meta name="rimp-auth" content="">'
 # uPlot sets element styles from script; everything else comes from this origin only.
-_HEADERS = {
-    "Cache-Control": "no-cache",
+_SECURITY = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
         "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -33,6 +33,16 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+_HEADERS = {"Cache-Control": "no-cache", **_SECURITY}
+
+
+class _Assets(StaticFiles):
+    """The page's scripts and styles, with the page's security headers (index.html too)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(_SECURITY)
+        return response
 
 
 @cache
@@ -61,5 +71,5 @@ def routes() -> list[BaseRoute]:
     """``/`` (the page) and ``/static`` (its scripts and styles), for the server's route list."""
     return [
         Route("/", index, methods=["GET"], name="dashboard"),
-        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+        Mount("/static", app=_Assets(directory=STATIC_DIR), name="static"),
     ]

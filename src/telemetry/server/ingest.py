@@ -62,20 +62,46 @@ async def read_body(request: Request, limit: int) -> bytes:
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            body = inflater.decompress(body, limit + 1)
-        except zlib.error as exc:
-            raise RequestError("malformed_body", f"gzip body does not inflate: {exc}") from None
-        if len(body) > limit or inflater.unconsumed_tail:
-            raise RequestError(
-                "body_too_large", f"body is over {limit} bytes once decompressed", status=413
-            )
-    elif encoding not in ("identity", ""):
+        return gunzip(body, limit)
+    if encoding not in ("identity", ""):
         raise RequestError(
             "unsupported_encoding", f"Content-Encoding {encoding!r}: use gzip or none", status=415
         )
     return body
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Inflate a gzip body as ``gzip -d`` does: every member, each one's CRC checked.
+
+    Raises:
+        RequestError: a member that does not inflate, is cut short or fails its
+            CRC, or bytes after the last member that are not another member (400);
+            more than ``limit`` bytes once inflated (413).
+    """
+    out: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            chunk = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:  # also a CRC or length mismatch in the trailer
+            raise RequestError("malformed_body", f"gzip body does not inflate: {exc}") from None
+        size += len(chunk)
+        if size > limit or inflater.unconsumed_tail:
+            raise RequestError(
+                "body_too_large", f"body is over {limit} bytes once decompressed", status=413
+            )
+        out.append(chunk)
+        if not inflater.eof:
+            raise RequestError("malformed_body", "gzip body is cut short (no end of stream)")
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(out)
+        if rest[:2] != b"\x1f\x8b":
+            raise RequestError(
+                "malformed_body", f"{len(rest)} bytes after the end of the gzip body"
+            )
 
 
 async def post_events(request: Request) -> Response:

@@ -26,14 +26,22 @@ from telemetry.server.state import ServerState
 __all__ = ["get_stream", "stream_ws"]
 
 _KEEP_ALIVE_S = 15.0
+# The ingest paths say "events" and "metrics": the feed takes both forms.
+_KINDS = {"event": "event", "events": "event", "metric": "metric", "metrics": "metric"}
 
 
 def _filters(request: Request | WebSocket) -> tuple[Filters, bool]:
     q = request.query_params
-    kind = q.get("kind") or None
-    if kind not in (None, "event", "metric"):
-        raise RequestError("invalid_parameter", f"kind={kind!r}: must be event or metric", "kind")
-    types = frozenset(t.lower() for t in params.parse_list(q.getlist("type")))
+    given = q.get("kind") or None
+    kind = _KINDS.get(given.lower()) if given is not None else None
+    if given is not None and kind is None:
+        raise RequestError(
+            "invalid_parameter", f"kind={given!r}: must be event or metric (or events, metrics)",
+            "kind",
+        )  # fmt: skip
+    types = frozenset(
+        params.parse_event_type(t) or "" for t in params.parse_list(q.getlist("type"))
+    )
     filters = Filters(
         kind=kind,
         sources=frozenset(params.parse_list(q.getlist("source"))),

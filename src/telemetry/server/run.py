@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import sys
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -90,8 +91,6 @@ def serve(
         demo=demo,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).addFilter(_redact_tokens)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -101,6 +100,7 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=30,
     )
+    _redact_all_logs()  # after uvicorn.Config: it installs its own handlers
     server = _Server(config, lambda: app.state.rimp.hub.close_all("the server is shutting down"))
     auth = "tokens required" if tokens.enabled else "open (loopback, no tokens)"
     print(f"RIMP serving http://{host}:{port} - storage {backend}, {auth}", flush=True)
@@ -108,26 +108,61 @@ def serve(
     return 0
 
 
-_TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s\"']+")
+# A query parameter (its name percent-decoded before comparing) and an Authorization
+# header, in whatever form a log line shows them.
+_QUERY_PARAM = re.compile(r"([?&])([^=&\s\"']+)=([^&\s\"']*)")
+_AUTH_HEADER = re.compile(
+    r"(authorization['\"]?\s*[:,]\s*(?-i:b)?['\"]?)[^'\"\s,)]+(\s+[^'\"\s,)]+)?", re.I
+)
 
 
-def _redact_tokens(record: logging.LogRecord) -> bool:
-    """Keep ``?token=`` values out of uvicorn's log lines."""
-    if isinstance(record.args, tuple):
-        record.args = tuple(
-            _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
-        )
-    record.msg = _TOKEN_IN_URL.sub(r"\1[redacted]", str(record.msg))
-    return True
+def redact(text: str) -> str:
+    """``text`` without token values: ``?token=`` (however encoded) and Authorization headers."""
+
+    def param(match: re.Match[str]) -> str:
+        name = urllib.parse.unquote_plus(match.group(2))
+        return f"{match.group(1)}{match.group(2)}=[redacted]" if name == "token" else match.group(0)
+
+    return _AUTH_HEADER.sub(r"\1[redacted]", _QUERY_PARAM.sub(param, text))
+
+
+class _Redactor(logging.Filter):
+    """Formats each record, then takes token values out of it (on every handler)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = redact(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+def _redact_all_logs() -> None:
+    # On the handlers, not the loggers: a handler's filter sees the records that
+    # propagate from every child logger too (uvicorn.protocols..., h11, asyncio).
+    redactor = _Redactor()
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(redactor)
 
 
 def _storage(url: str | None, data_dir: str) -> Storage:
     from telemetry.storage import DatabaseStorage
 
     if url is None:
-        return DatabaseStorage(Path(data_dir) / "telemetry.db")
-    if url.startswith("sqlite:///"):
-        return DatabaseStorage(url.removeprefix("sqlite:///"))
-    if "://" in url:
+        path = str(Path(data_dir) / "telemetry.db")
+    elif url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+    elif "://" in url:
         raise StorageError(f"--storage {url!r}: only sqlite:///PATH is supported by this release")
-    return DatabaseStorage(url)
+    else:
+        path = url
+    storage = DatabaseStorage(path)
+    try:
+        # Now, not at the first write: a second server on this file must not start,
+        # report healthy, and then fail every write.
+        storage.claim_writer()
+    except StorageError:
+        storage.close()
+        raise
+    return storage

@@ -134,12 +134,14 @@ def exposition(state: ServerState, series: list[SeriesInfo]) -> str:
     family("rimp_uptime_seconds", "gauge", "Seconds since the server started.",
            [({}, time.time() - state.started)])  # fmt: skip
 
+    # Grouped by the name as exposed (sanitised, and moved out of the server's own
+    # rimp_ namespace), so names that collide on the way share one family.
     by_name: dict[str, list[SeriesInfo]] = {}
     for s in series:
-        by_name.setdefault(sanitize_name(s.name), []).append(s)
-    for clean, members in sorted(by_name.items()):
-        # never shadow the server's own families
+        clean = sanitize_name(s.name)
         name = "stored_" + clean if clean.startswith("rimp_") else clean
+        by_name.setdefault(name, []).append(s)
+    for name, members in sorted(by_name.items()):
         unit = members[0].unit
         lines.append(f"# HELP {name} Last stored value of {members[0].name!r}"
                      + (f" ({_escape(unit)})" if unit else "") + ".")  # fmt: skip

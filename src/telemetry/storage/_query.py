@@ -44,8 +44,12 @@ def window(since: TimeArg, until: TimeArg) -> tuple[int | None, int | None]:
     return lo, hi
 
 
+MAX_BUCKET_NS = 100 * 365 * 86_400 * 1_000_000_000
+"""The widest bucket: 100 years, so bucket arithmetic stays inside int64 nanoseconds."""
+
+
 def bucket_width_ns(bucket: float | timedelta) -> int:
-    """Bucket width in ns from seconds or a ``timedelta``; must be at least 1 ms.
+    """Bucket width in ns from seconds or a ``timedelta``; from 1 ms to 100 years.
 
     Integer seconds and ``timedelta`` convert exactly; a float is rounded to the ns.
     """
@@ -65,6 +69,10 @@ def bucket_width_ns(bucket: float | timedelta) -> int:
         )
     if ns < 1_000_000:
         raise ValidationError(f"bucket={bucket!r}: must be at least 0.001 seconds", field="bucket")
+    if ns > MAX_BUCKET_NS:
+        raise ValidationError(
+            f"bucket={bucket!r}: must be at most 100 years (3153600000 seconds)", field="bucket"
+        )
     return ns
 
 

@@ -347,6 +347,21 @@ class DatabaseStorage(Storage):
             _rollback(conn)
             raise
 
+    def claim_writer(self) -> None:
+        """Take the single-writer lock now rather than at the first write.
+
+        A server calls this at start, so a second one on the same file fails
+        there, with the first one's pid, instead of reporting healthy.
+
+        Raises:
+            StorageError: another process (or storage) writes this database, or
+                it was opened read-only.
+        """
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"{self._label}: closed")
+            self._claim_writer()
+
     def _claim_writer(self) -> None:
         """Take the single-writer lock (a ``flock`` beside the database) on first write."""
         if self._lock_fd is not None:
