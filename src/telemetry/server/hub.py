@@ -1,13 +1,14 @@
 """The live hub: a stream consumer that fans records out to SSE and WebSocket clients.
 
-The stream calls :meth:`LiveHub.publish` on its consumer thread; the hub hands
-the batch to the event loop in one ``call_soon_threadsafe`` and there offers
-it to every client's bounded queue. A client whose queue would overflow is
-either disconnected with a reason (the default) or, with ``mode="sample"``,
-keeps a sample of what arrives and is told how much it missed. A slow client
-can never grow memory or slow ingest: the queue bound and the thread hop see
-to that. The hub keeps the most recent records so that an SSE client can
-resume from ``Last-Event-ID``.
+The stream calls :meth:`LiveHub.publish` on its consumer thread; the hub sizes
+each record there (off the event loop), hands the batch to the event loop in
+one ``call_soon_threadsafe`` and there offers it to every client's queue. Every
+bound is in records *and* bytes: a client whose queue would pass either is
+disconnected with a reason (the default) or, with ``mode="sample"``, keeps a
+sample that fits and is told how much it missed. A slow client can never grow
+memory or slow ingest: the bounds and the thread hop see to that. The hub keeps
+the most recent records, bounded the same way, so that an SSE client can resume
+from ``Last-Event-ID``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,37 @@ from telemetry._jsonform import encode as _encode
 from telemetry._jsonform import event_to_wire, metric_to_wire
 from telemetry.models import Event, Metric, TelemetryData
 
-__all__ = ["Client", "Filters", "HubStats", "LiveHub"]
+__all__ = ["Client", "Filters", "HubStats", "LiveHub", "encode_item", "record_size"]
 
-Item = tuple[str, Event | Metric]
+Item = tuple[str, Event | Metric, int]
+"""A record as the hub holds it: its kind (``event``/``metric``), the record, its size."""
+
+_OVERHEAD = 160  # the JSON field names, the id and both times of one record
+
+
+def record_size(kind: str, record: Event | Metric) -> int:
+    """An estimate of the record's size as JSON, in characters: what the bounds count.
+
+    Strings count their length; nested metadata is encoded to be measured (only
+    then: flat metadata costs a few ``len`` calls).
+    """
+    if kind == "event":
+        event: Event = record  # type: ignore[assignment]
+        size = len(event.message) + len(event.source) + _OVERHEAD
+        for key, value in event.metadata.items():
+            size += len(key) + 6
+            if isinstance(value, str):
+                size += len(value)
+            elif isinstance(value, dict | list):
+                size += len(_encode(value))
+            else:
+                size += 24
+        return size
+    metric: Metric = record  # type: ignore[assignment]
+    size = len(metric.name) + len(metric.unit) + _OVERHEAD
+    for key, value in metric.tags.items():
+        size += len(key) + len(value) + 6
+    return size
 
 
 class Filters(msgspec.Struct, frozen=True):
@@ -51,9 +80,8 @@ class Filters(msgspec.Struct, frozen=True):
         return not self.names or record.name in self.names
 
 
-def encode_item(item: Item) -> bytes:
+def encode_item(kind: str, record: Event | Metric) -> bytes:
     """The JSON of one record as the API shows it."""
-    kind, record = item
     if kind == "event":
         return _encode(event_to_wire(record))  # type: ignore[arg-type]
     return _encode(metric_to_wire(record))  # type: ignore[arg-type]
@@ -64,17 +92,22 @@ class HubStats(TypedDict):
 
     clients: int
     queued: int
+    queued_bytes: int
+    window: int
+    window_bytes: int
     disconnected_slow: int
 
 
 class Client:
-    """One live subscriber: filters, a bounded queue, and why it was cut off."""
+    """One live subscriber: filters, a queue bounded in records and bytes, and why it was cut."""
 
-    def __init__(self, filters: Filters, max_queue: int, sample: bool) -> None:
+    def __init__(self, filters: Filters, max_queue: int, max_bytes: int, sample: bool) -> None:
         self.filters = filters
         self.max_queue = max_queue
+        self.max_bytes = max_bytes
         self.sample = sample
         self.queue: deque[Item] = deque()
+        self.queued_bytes = 0
         self.ready = asyncio.Event()
         self.closed_reason: str | None = None
         self.closed_code = "slow_consumer"
@@ -86,25 +119,37 @@ class Client:
         if self.closed_reason is not None:
             return
         accepts = self.filters.accepts
-        wanted = [item for item in items if accepts(*item)]
+        wanted = [item for item in items if accepts(item[0], item[1])]
         if not wanted:
             return
+        size = sum(item[2] for item in wanted)
         room = self.max_queue - len(self.queue)
-        if len(wanted) > room:
+        room_bytes = self.max_bytes - self.queued_bytes
+        if len(wanted) > room or size > room_bytes:
             if not self.sample:
                 self.closed_reason = (
-                    f"slow consumer: more than {self.max_queue} records waiting; "
-                    "reconnect, narrow the filters, or use mode=sample"
+                    f"slow consumer: more than {self.max_queue} records or {self.max_bytes} "
+                    "bytes waiting; reconnect, narrow the filters, or use mode=sample"
                 )
                 self.ready.set()
                 return
-            keep = max(room, 0)
-            step = len(wanted) / keep if keep else 0
-            sampled = [wanted[int(i * step)] for i in range(keep)] if keep else []
-            self.missed += len(wanted) - len(sampled)
-            wanted = sampled
+            wanted = self._sample(wanted, max(room, 0), room_bytes)
+            size = sum(item[2] for item in wanted)
         self.queue.extend(wanted)
+        self.queued_bytes += size
         self.ready.set()
+
+    def _sample(self, wanted: list[Item], room: int, room_bytes: int) -> list[Item]:
+        """An evenly spread sample of ``wanted`` that fits both rooms; counts the rest missed."""
+        step = len(wanted) / room if room else 0
+        spread = [wanted[int(i * step)] for i in range(min(room, len(wanted)))]
+        kept: list[Item] = []
+        for item in spread:
+            if item[2] <= room_bytes:
+                kept.append(item)
+                room_bytes -= item[2]
+        self.missed += len(wanted) - len(kept)
+        return kept
 
     def close(self, reason: str, code: str) -> None:
         """End this client's feed with ``reason`` and an error ``code`` (on the event loop)."""
@@ -123,19 +168,37 @@ class Client:
                 return []
         items = list(self.queue)
         self.queue.clear()
+        self.queued_bytes = 0
         self.sent += len(items)
         return items
 
 
 class LiveHub:
-    """Fans batches out to live clients; keeps a window of recent records for resuming."""
+    """Fans batches out to live clients; keeps a window of recent records for resuming.
 
-    def __init__(self, *, window: int = 10_000, max_queue: int = 10_000) -> None:
+    Args:
+        window: most records kept for ``Last-Event-ID`` resumption.
+        window_bytes: most bytes (as :func:`record_size` counts) kept for it.
+        max_queue: most records waiting for one client.
+        max_queue_bytes: most bytes waiting for one client.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: int = 10_000,
+        window_bytes: int = 64 * 2**20,
+        max_queue: int = 10_000,
+        max_queue_bytes: int = 16 * 2**20,
+    ) -> None:
         self.window = window
+        self.window_bytes = window_bytes
         self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
         self.clients: set[Client] = set()
         self.disconnected_slow = 0
-        self._recent: deque[Item] = deque(maxlen=window)
+        self._recent: deque[Item] = deque()
+        self._recent_bytes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -147,8 +210,9 @@ class LiveHub:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        items: list[Item] = [("event", e) for e in batch.events]
-        items += [("metric", m) for m in batch.metrics]
+        # Sized here, on the stream's thread, so the event loop only adds numbers.
+        items: list[Item] = [("event", e, record_size("event", e)) for e in batch.events]
+        items += [("metric", m, record_size("metric", m)) for m in batch.metrics]
         if items:
             try:
                 loop.call_soon_threadsafe(self._fanout, items)
@@ -156,18 +220,25 @@ class LiveHub:
                 return
 
     def _fanout(self, items: list[Item]) -> None:
-        self._recent.extend(items)
+        self._remember(items)
         for client in list(self.clients):
             client.offer(items)
             if client.closed_reason is not None and not client.sample:
                 self.clients.discard(client)
                 self.disconnected_slow += 1
 
+    def _remember(self, items: list[Item]) -> None:
+        recent = self._recent
+        recent.extend(items)
+        self._recent_bytes += sum(item[2] for item in items)
+        while recent and (len(recent) > self.window or self._recent_bytes > self.window_bytes):
+            self._recent_bytes -= recent.popleft()[2]
+
     def connect(
         self, filters: Filters, *, last_event_id: str | None = None, sample: bool = False
     ) -> Client:
         """Register a client; with ``last_event_id``, queue what it missed if still held."""
-        client = Client(filters, self.max_queue, sample)
+        client = Client(filters, self.max_queue, self.max_queue_bytes, sample)
         if last_event_id:
             client.offer(list(self._since(last_event_id)))
         self.clients.add(client)
@@ -194,5 +265,8 @@ class LiveHub:
         return {
             "clients": len(self.clients),
             "queued": sum(len(c.queue) for c in self.clients),
+            "queued_bytes": sum(c.queued_bytes for c in self.clients),
+            "window": len(self._recent),
+            "window_bytes": self._recent_bytes,
             "disconnected_slow": self.disconnected_slow,
         }

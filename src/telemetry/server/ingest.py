@@ -20,11 +20,14 @@ from starlette.responses import Response
 from telemetry._jsonform import encode
 from telemetry.errors import RequestError
 from telemetry.models import TelemetryData
-from telemetry.server.errors import error_body, error_response, json_response
-from telemetry.server.state import IngestAnswer, ServerState
+from telemetry.server.errors import error_body, error_response, json_response, request_error
+from telemetry.server.idempotency import IdempotencyCache, IngestAnswer, check_key
+from telemetry.server.state import ServerState
 
 __all__ = ["post_batch", "post_events", "post_metrics", "read_body"]
 
+MAX_REJECTS_LISTED = 1000
+"""Most rejected records an answer lists (``rejected_count`` always says how many)."""
 _JSON_TYPES = {"application/json", "text/json"}
 _NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl"}
 
@@ -132,6 +135,12 @@ async def _ingest(request: Request, kind: str) -> Response:
             "application/x-ndjson",
         )
     key = request.headers.get("idempotency-key")
+    if key is not None:
+        try:
+            check_key(key)
+        except RequestError as err:
+            state.reject(err.code)
+            return request_error(err)
     if not key:
         status, payload, _ = await _accept(request, state, kind, ndjson)
         return json_response(payload, status)
@@ -142,7 +151,8 @@ async def _ingest(request: Request, kind: str) -> Response:
 async def _idempotent(
     request: Request, state: ServerState, kind: str, ndjson: bool, key: str
 ) -> IngestAnswer:
-    seen = state.idempotent.get(key)
+    cache = state.idempotent
+    seen = cache.get(key)
     if seen is not None:  # the same request again, stored or still in flight: one answer
         try:
             return await asyncio.wait_for(asyncio.shield(seen), state.settings.ack_timeout)
@@ -151,29 +161,29 @@ async def _idempotent(
     # Registered before the body is even read, so a retry racing the first
     # attempt waits for it instead of storing the batch a second time.
     future: asyncio.Future[IngestAnswer] = asyncio.get_running_loop().create_future()
-    state.idempotent[key] = future
-    while len(state.idempotent) > state.settings.idempotency_keys:
-        state.idempotent.popitem(last=False)
+    cache.put(key, future)
     try:
         status, payload, late = await _accept(request, state, kind, ndjson)
     except BaseException:
-        state.idempotent.pop(key, None)
+        cache.forget(key, future)
         future.set_result((503, _INTERRUPTED))
         raise
     if late is not None:
         # Not stored in time, but still queued: retries with this key wait for (or
         # get) the real outcome instead of storing the batch again.
-        state.idempotent[key] = late
-        late.add_done_callback(lambda f: _forget_failed(state, key, f))
+        cache.put(key, late)
+        late.add_done_callback(lambda f: _forget_failed(cache, key, f))
     elif status >= 500 or status == 429:  # not stored: a retry with this key must try again
-        state.idempotent.pop(key, None)
+        cache.forget(key, future)
     future.set_result((status, payload))
     return status, payload
 
 
-def _forget_failed(state: ServerState, key: str, outcome: asyncio.Future[IngestAnswer]) -> None:
-    if outcome.result()[0] != 202 and state.idempotent.get(key) is outcome:
-        del state.idempotent[key]
+def _forget_failed(
+    cache: IdempotencyCache, key: str, outcome: asyncio.Future[IngestAnswer]
+) -> None:
+    if outcome.result()[0] != 202:
+        cache.forget(key, outcome)
 
 
 async def _accept(request: Request, state: ServerState, kind: str, ndjson: bool) -> Outcome:
@@ -200,7 +210,10 @@ async def _accept(request: Request, state: ServerState, kind: str, ndjson: bool)
     if kind == "batch":
         body_ok.update(events=len(data.events), metrics=len(data.metrics))
     if rejected:
-        body_ok["rejected"] = rejected
+        # Listed up to a bound, so an answer (and what idempotency remembers of it)
+        # stays small; the count is always whole.
+        body_ok["rejected"] = rejected[:MAX_REJECTS_LISTED]
+        body_ok["rejected_count"] = len(rejected)
     return await _submit(state, data, encode(body_ok))
 
 

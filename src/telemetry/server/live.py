@@ -67,7 +67,7 @@ async def get_stream(request: Request) -> Response:
             while True:
                 items = await client.next(_KEEP_ALIVE_S)
                 if items:
-                    yield b"".join(_sse_frame(kind, record) for kind, record in items)
+                    yield b"".join(_sse_frame(kind, record) for kind, record, _ in items)
                 elif client.closed_reason is None:
                     yield b": keep-alive\n\n"
                 if client.missed:
@@ -91,7 +91,7 @@ def _sse_frame(kind: str, record: Event | Metric) -> bytes:
     rid = record.id
     # Ingest refuses ids with line breaks; never let one split an SSE frame anyway.
     id_line = b"id: %s\n" % rid.encode() if rid.isprintable() else b""
-    return b"event: %s\n%sdata: %s\n\n" % (kind.encode(), id_line, encode_item((kind, record)))
+    return b"event: %s\n%sdata: %s\n\n" % (kind.encode(), id_line, encode_item(kind, record))
 
 
 async def stream_ws(websocket: WebSocket) -> None:
@@ -116,8 +116,8 @@ async def stream_ws(websocket: WebSocket) -> None:
     try:
         while True:
             items = await client.next(_KEEP_ALIVE_S)
-            for kind, record in items:
-                record_json = encode_item((kind, record)).decode()
+            for kind, record, _ in items:
+                record_json = encode_item(kind, record).decode()
                 await websocket.send_text(f'{{"kind":"{kind}","record":{record_json}}}')
             if client.missed:
                 await websocket.send_text(

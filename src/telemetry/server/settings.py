@@ -25,8 +25,12 @@ class ServerSettings:
         ack_timeout: seconds an ingest request waits for its batch to be stored
             before answering 503 (the batch stays queued).
         idempotency_keys: most ``Idempotency-Key`` answers remembered.
+        idempotency_bytes: most bytes those answers (and their keys) may take.
+        idempotency_ttl: seconds an answer is remembered.
         live_window: recent records kept for ``Last-Event-ID`` resumption.
+        live_window_bytes: the most bytes that window holds.
         live_queue: records queued per live client before it is cut off (or sampled).
+        live_queue_bytes: bytes queued per live client before it is cut off (or sampled).
         batch_size: records waiting that make the pipeline write at once.
         flush_interval: seconds between writes when fewer records wait.
         drain_timeout: seconds a shutdown may spend storing what was accepted.
@@ -43,17 +47,30 @@ class ServerSettings:
     max_pending: int = 100_000
     ack_timeout: float = 30.0
     idempotency_keys: int = 100_000
+    idempotency_bytes: int = 32 * 2**20
+    idempotency_ttl: float = 24 * 3600.0
     live_window: int = 10_000
+    live_window_bytes: int = 64 * 2**20
     live_queue: int = 10_000
+    live_queue_bytes: int = 16 * 2**20
     batch_size: int = 10_000
     flush_interval: float = 1.0
     drain_timeout: float = 30.0
     demo: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("max_pending", "idempotency_keys", "live_window", "live_queue", "batch_size"):
+        for name in (
+            "max_pending",
+            "idempotency_keys",
+            "idempotency_bytes",
+            "live_window",
+            "live_window_bytes",
+            "live_queue",
+            "live_queue_bytes",
+            "batch_size",
+        ):
             check_int(name, getattr(self, name), minimum=1)
-        for name in ("ack_timeout", "flush_interval", "drain_timeout"):
+        for name in ("ack_timeout", "flush_interval", "drain_timeout", "idempotency_ttl"):
             check_seconds(name, getattr(self, name), positive=True)
 
     def collector_config(self) -> TelemetryConfig:

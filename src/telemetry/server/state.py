@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
-from collections import OrderedDict
 
 from telemetry.collector import TelemetryCollector
 from telemetry.protocols.native import WireDecoder
 from telemetry.server.auth import Tokens
 from telemetry.server.hub import LiveHub
+from telemetry.server.idempotency import IdempotencyCache
 from telemetry.server.settings import ServerSettings
 from telemetry.streaming import TelemetryStream
 
-__all__ = ["IngestAnswer", "ServerState"]
-
-IngestAnswer = tuple[int, bytes]
-"""An ingest request's answer as it is sent and remembered: status and JSON body."""
+__all__ = ["ServerState"]
 
 
 class ServerState:
@@ -30,10 +26,19 @@ class ServerState:
         self.settings = settings
         self.decoder = WireDecoder(settings.limits)
         self.tokens = settings.tokens or Tokens({})
-        self.hub = LiveHub(window=settings.live_window, max_queue=settings.live_queue)
+        self.hub = LiveHub(
+            window=settings.live_window,
+            window_bytes=settings.live_window_bytes,
+            max_queue=settings.live_queue,
+            max_queue_bytes=settings.live_queue_bytes,
+        )
         self.received: dict[str, int] = {"event": 0, "metric": 0}
         self.rejected: dict[str, int] = {}
-        self.idempotent: OrderedDict[str, asyncio.Future[IngestAnswer]] = OrderedDict()
+        self.idempotent = IdempotencyCache(
+            max_keys=settings.idempotency_keys,
+            max_bytes=settings.idempotency_bytes,
+            max_age=settings.idempotency_ttl,
+        )
         self.storage_seconds = 0.0
         self.storage_writes = 0
         self.storage_bytes: int | None = None
