@@ -85,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
         default=100_000,
         help="records accepted but not yet stored before ingest answers 429 (100,000)",
     )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name requests may use in Host and Origin besides localhost and the "
+        "loopback addresses (repeatable); guards against DNS rebinding and cross-site pages",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
     from telemetry.cli.remote import add_remote_commands

@@ -40,4 +40,5 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=limits,
         max_pending=args.max_pending,
         log_level=args.log_level,
+        allowed_hosts=args.allowed_host,
     )

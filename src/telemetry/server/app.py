@@ -25,6 +25,7 @@ from telemetry.collector import TelemetryCollector
 from telemetry.server import dashboard, health, ingest, live, queries, selfmetrics
 from telemetry.server.auth import AuthMiddleware
 from telemetry.server.errors import http_exception
+from telemetry.server.hosts import HostGuard
 from telemetry.server.settings import ServerSettings
 from telemetry.server.state import ServerState
 from telemetry.storage import DatabaseStorage, Storage
@@ -91,6 +92,8 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     )
     app.state.rimp = state
     app.add_middleware(AuthMiddleware, tokens=state.tokens)
+    if settings.allowed_hosts is not None:  # outermost: checked before anything else
+        app.add_middleware(HostGuard, allowed=settings.allowed_hosts)
     return app
 
 

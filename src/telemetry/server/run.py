@@ -9,7 +9,7 @@ import re
 import socket
 import sys
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -18,6 +18,7 @@ from telemetry.errors import StorageError, TokenError
 from telemetry.protocols.native import Limits
 from telemetry.server.app import create_app
 from telemetry.server.auth import Tokens, is_loopback
+from telemetry.server.hosts import LOOPBACK_NAMES, host_name
 from telemetry.server.settings import ServerSettings
 from telemetry.storage import Storage
 
@@ -63,8 +64,14 @@ def serve(
     limits: Limits | None = None,
     max_pending: int = 100_000,
     log_level: str = "info",
+    allowed_hosts: Sequence[str] = (),
 ) -> int:
-    """Run until SIGTERM/SIGINT, then drain the pipeline into storage; return the exit code."""
+    """Run until SIGTERM/SIGINT, then drain the pipeline into storage; return the exit code.
+
+    Bound to loopback, requests must name ``localhost``, a loopback address, ``host``
+    or one of ``allowed_hosts`` in ``Host`` (and in ``Origin``, when a browser sends
+    one); bound elsewhere, the same holds once ``allowed_hosts`` is given.
+    """
     try:
         tokens = Tokens.load(token_file, os.environ.get("RIMP_TOKENS"))
     except (TokenError, OSError) as exc:
@@ -89,6 +96,7 @@ def serve(
         limits=limits or Limits(),
         max_pending=max_pending,
         demo=demo,
+        allowed_hosts=_allowed_hosts(host, allowed_hosts),
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     app = create_app(settings)
@@ -144,6 +152,12 @@ def _redact_all_logs() -> None:
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
         for handler in logging.getLogger(name).handlers:
             handler.addFilter(redactor)
+
+
+def _allowed_hosts(host: str, extra: Sequence[str]) -> frozenset[str] | None:
+    if not extra and not is_loopback(host):
+        return None  # reachable under names we cannot know; tokens guard it
+    return LOOPBACK_NAMES | {host_name(host), *(host_name(h) for h in extra)}
 
 
 def _storage(url: str | None, data_dir: str) -> Storage:

@@ -34,6 +34,8 @@ class ServerSettings:
         batch_size: records waiting that make the pipeline write at once.
         flush_interval: seconds between writes when fewer records wait.
         drain_timeout: seconds a shutdown may spend storing what was accepted.
+        allowed_hosts: the host names a request's ``Host`` and ``Origin`` may carry
+            (see :mod:`telemetry.server.hosts`); ``None`` accepts any.
         demo: also record synthetic traffic from fake services.
 
     Raises:
@@ -56,6 +58,7 @@ class ServerSettings:
     batch_size: int = 10_000
     flush_interval: float = 1.0
     drain_timeout: float = 30.0
+    allowed_hosts: frozenset[str] | None = None
     demo: bool = False
 
     def __post_init__(self) -> None:
