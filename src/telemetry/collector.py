@@ -162,6 +162,8 @@ class TelemetryCollector:
         self._consumer_dropped = 0
         self._cardinality_overflow = 0
         self._tag_sets: dict[str, set[frozenset[tuple[str, str]]]] = {}
+        # The dispatch thread and submit() (the server's event loop) both apply the limit.
+        self._cardinality = threading.Lock()
         self._tag_keys: set[tuple[str, bytes]] = set()
         # Batches whose storage write failed, with the acknowledgements they carry.
         self._unstored: deque[tuple[TelemetryData, list[Ack]]] = deque()
@@ -508,22 +510,28 @@ class TelemetryCollector:
 
     # --- acknowledged batches (the server's ingest) ------------------------------------
 
-    def submit(self, data: TelemetryData, ack: Ack) -> None:
+    def submit(self, data: TelemetryData, ack: Ack) -> int:
         """Queue a whole, already validated batch; ``ack(True)`` runs once it is stored.
 
         ``ack(False)`` runs if it is given up on (storage failing past close, or
         the collector closed). ``ack`` runs on the dispatch thread: it must be
         cheap and must not raise. The caller bounds what it submits (see
         :meth:`pending`); this method never blocks or drops.
+
+        Returns:
+            How many of the batch's points ``max_tag_sets`` moved to the overflow
+            series (they are stored there), so the caller can say so.
         """
         if self._closed or not self.config.enabled:
             ack(False)
-            return
+            return 0
+        folded = self._limit_cardinality(data.metrics) if data.metrics else 0
         with self._lock:
             self._events_submitted += len(data.events)
             self._metrics_submitted += len(data.metrics)
         self._submitted.append((data, ack))
         self._signal()
+        return folded
 
     def awaiting_retry(self) -> int:
         """Records whose storage write failed and will be retried (0 while storage is healthy)."""
@@ -542,13 +550,14 @@ class TelemetryCollector:
         route = self._route
         storage = route.storage if route is not None else self.storage
         batch = self._take()
-        acks = self._take_submitted(batch) if self._submitted else []
         if with_instruments:
             points = self._collect_instruments(_ns())
             self._instrument_points += len(points)
             batch.metrics.extend(points)
         if batch.metrics:
             self._limit_cardinality(batch.metrics)
+        # Submitted batches were limited by submit() itself: joined after the limit.
+        acks = self._take_submitted(batch) if self._submitted else []
         self._retry_unstored(storage)
         if batch:
             if self._unstored:  # keep order: nothing overtakes a batch awaiting retry
@@ -594,11 +603,16 @@ class TelemetryCollector:
                 self._unstored.appendleft(self._unstored.pop())
                 return
 
-    def _limit_cardinality(self, metrics: list[Metric]) -> None:
-        # Runs on the dispatch thread for every point, so the common case (a
-        # known tag set) is one msgspec encode and one set lookup; the
-        # order-independent frozenset is built only for a tag set not yet seen
-        # in this key order.
+    def _limit_cardinality(self, metrics: list[Metric]) -> int:
+        # Runs for every point (on the dispatch thread, or in submit()), so the
+        # common case (a known tag set) is one msgspec encode and one set lookup;
+        # the order-independent frozenset is built only for a tag set not yet
+        # seen in this key order. Returns how many points it moved.
+        with self._cardinality:
+            return self._fold_over_limit(metrics)
+
+    def _fold_over_limit(self, metrics: list[Metric]) -> int:
+        folded = 0
         limit = self.config.max_tag_sets
         known = self._tag_keys
         canonical_sets = self._tag_sets
@@ -628,7 +642,9 @@ class TelemetryCollector:
                     OVERFLOW_TAGS,
                 )
             self._cardinality_overflow += 1
+            folded += 1
             m.tags = dict(OVERFLOW_TAGS)
+        return folded
 
     # --- flushing, closing, stats -------------------------------------------------------------
 

@@ -214,12 +214,12 @@ async def _accept(request: Request, state: ServerState, kind: str, ndjson: bool)
         # stays small; the count is always whole.
         body_ok["rejected"] = rejected[:MAX_REJECTS_LISTED]
         body_ok["rejected_count"] = len(rejected)
-    return await _submit(state, data, encode(body_ok))
+    return await _submit(state, data, body_ok)
 
 
-async def _submit(state: ServerState, data: TelemetryData, accepted: bytes) -> Outcome:
+async def _submit(state: ServerState, data: TelemetryData, body: dict[str, object]) -> Outcome:
     if not data:
-        return 202, accepted, None
+        return 202, encode(body), None
     loop = asyncio.get_running_loop()
     stored: asyncio.Future[bool] = loop.create_future()
 
@@ -232,7 +232,10 @@ async def _submit(state: ServerState, data: TelemetryData, accepted: bytes) -> O
             state.received["metric"] += len(data.metrics)
 
     started = time.perf_counter()
-    state.collector.submit(data, ack)
+    folded = state.collector.submit(data, ack)
+    if folded:  # stored, but under the overflow series: the client is told
+        body["folded"] = folded
+    accepted = encode(body)
     try:
         ok = await asyncio.wait_for(asyncio.shield(stored), state.settings.ack_timeout)
     except TimeoutError:

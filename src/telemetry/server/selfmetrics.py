@@ -109,6 +109,9 @@ def exposition(state: ServerState, series: list[SeriesInfo]) -> str:
     )
     family("rimp_records_stored_total", "counter", "Records written to storage.",
            [({}, stats["records_flushed"])])  # fmt: skip
+    family("rimp_series_folded_total", "counter",
+           "Metric points moved to the overflow series by the per-name tag-set limit.",
+           [({}, stats["cardinality_overflow"])])  # fmt: skip
     family("rimp_storage_errors_total", "counter", "Failed storage writes.",
            [({}, stats["storage_errors"])])  # fmt: skip
     family("rimp_queue_depth", "gauge", "Records accepted but not yet stored.",
