@@ -18,6 +18,7 @@ from telemetry.errors import StorageError, TokenError
 from telemetry.protocols.native import Limits
 from telemetry.server.app import create_app
 from telemetry.server.auth import Tokens, is_loopback
+from telemetry.server.connections import MAX_HEADER_BYTES, GuardedHttpProtocol
 from telemetry.server.hosts import LOOPBACK_NAMES, host_name
 from telemetry.server.settings import ServerSettings
 from telemetry.storage import Storage
@@ -107,6 +108,8 @@ def serve(
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=30,
+        http=GuardedHttpProtocol,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     _redact_all_logs()  # after uvicorn.Config: it installs its own handlers
     server = _Server(config, lambda: app.state.rimp.hub.close_all("the server is shutting down"))
