@@ -65,6 +65,11 @@ class Filters(msgspec.Struct, frozen=True):
     types: frozenset[str] = frozenset()
     names: frozenset[str] = frozenset()
 
+    @property
+    def kind_only(self) -> bool:
+        """True when only the record kind (or nothing) is filtered: no per-record test."""
+        return not (self.sources or self.types or self.names)
+
     def accepts(self, kind: str, record: Event | Metric) -> bool:
         """True when the record passes every filter given."""
         if self.kind is not None and kind != self.kind:
@@ -114,12 +119,21 @@ class Client:
         self.missed = 0
         self.sent = 0
 
-    def offer(self, items: list[Item]) -> None:
-        """Queue the items this client wants (on the event loop)."""
+    def offer(self, items: list[Item], by_kind: dict[str, list[Item]] | None = None) -> None:
+        """Queue the items this client wants (on the event loop).
+
+        ``by_kind`` (the same items split by kind, computed once per batch by the
+        hub) lets a client that filters on nothing but the kind skip the
+        per-record test: hundreds of such clients cost one lookup each.
+        """
         if self.closed_reason is not None:
             return
-        accepts = self.filters.accepts
-        wanted = [item for item in items if accepts(item[0], item[1])]
+        filters = self.filters
+        if filters.kind_only and by_kind is not None:
+            wanted = items if filters.kind is None else by_kind[filters.kind]
+        else:
+            accepts = filters.accepts
+            wanted = [item for item in items if accepts(item[0], item[1])]
         if not wanted:
             return
         size = sum(item[2] for item in wanted)
@@ -221,8 +235,14 @@ class LiveHub:
 
     def _fanout(self, items: list[Item]) -> None:
         self._remember(items)
+        if not self.clients:
+            return
+        by_kind: dict[str, list[Item]] = {
+            "event": [i for i in items if i[0] == "event"],
+            "metric": [i for i in items if i[0] == "metric"],
+        }
         for client in list(self.clients):
-            client.offer(items)
+            client.offer(items, by_kind)
             if client.closed_reason is not None and not client.sample:
                 self.clients.discard(client)
                 self.disconnected_slow += 1
