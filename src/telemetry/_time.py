@@ -37,6 +37,9 @@ UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_8
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+# RFC 3339 needs a date and a time; Python would also take a bare date or an ISO week.
+_FRACTION = re.compile(r"[T ]\d{2}:\d{2}:\d{2}\.(\d+)")
+_RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
 def to_ns(value: datetime | int, field: str = "timestamp") -> int:
@@ -88,15 +91,28 @@ def seconds_to_ns(seconds: float, field: str = "timestamp") -> int:
 def rfc3339_to_ns(text: str, field: str = "timestamp") -> int:
     """RFC 3339 text (``2026-12-01T10:30:00Z``; no offset means UTC) to nanoseconds.
 
+    A bare date (``2026-12-01``) or an ISO week date is refused: a time of day is
+    part of the rule, so a guessed midnight never lands in storage.
+
     Raises:
         ValidationError: not RFC 3339, or outside what storage holds.
     """
+    # datetime keeps microseconds: digits past the sixth are added back as ns, so
+    # RIMP's own nanosecond timestamps read back exactly.
+    extra_ns = 0
+    fraction = _FRACTION.search(text)
+    if fraction and len(fraction.group(1)) > 6:
+        digits = fraction.group(1)
+        extra_ns = int(digits[6:9].ljust(3, "0"))
+        text = text[: fraction.start(1) + 6] + text[fraction.end(1) :]
     try:
+        if not _RFC3339_START.match(text):
+            raise ValueError(text)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValidationError(f"{field}={text!r}: is not an RFC 3339 time", field=field) from None
     try:
-        return to_ns(moment, field)
+        return to_ns(moment, field) + extra_ns
     except (ValidationError, OverflowError):
         raise ValidationError(f"{field}={text!r}: {RANGE_RULE}", field=field) from None
 
@@ -126,6 +142,8 @@ def parse_time(text: str | None, field: str, now_ns: int | None = None) -> int |
     else:
         return seconds_to_ns(seconds, field)
     try:
+        if not _RFC3339_START.match(text):
+            raise ValueError(text)
         datetime.fromisoformat(text)
     except ValueError:
         raise ValidationError(

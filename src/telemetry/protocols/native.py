@@ -26,6 +26,9 @@ __all__ = ["Limits", "WireDecoder"]
 
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
 MAX_ID_LENGTH = 256
+# C0 controls and DEL, but tab, line feed and carriage return: a message may hold lines.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # names, units, sources and tags: one line
 MAX_DEPTH = 32
 """Deepest nesting of an event's metadata. Far below the decoder's recursion limit, so a
 stored record can always be decoded again, whatever the stack depth of the reader."""
@@ -320,6 +323,16 @@ class WireDecoder:
                 f"source is longer than {lim.max_name_length} characters",
                 f"{field}.source",
             )
+        if _ANY_CONTROL.search(w.source):
+            raise RequestError(
+                "invalid_field", "source must not hold control characters", f"{field}.source"
+            )
+        if _CONTROL.search(w.message):
+            raise RequestError(
+                "invalid_field",
+                "message must not hold control characters other than tab and line breaks",
+                f"{field}.message",
+            )
         if len(w.message) > lim.max_message_length:
             raise RequestError(
                 "invalid_field",
@@ -357,6 +370,11 @@ class WireDecoder:
             )
         if not math.isfinite(w.value):
             raise RequestError("invalid_field", "value must be finite", f"{field}.value")
+        if _ANY_CONTROL.search(w.name) or _ANY_CONTROL.search(w.unit):
+            where = "name" if _ANY_CONTROL.search(w.name) else "unit"
+            raise RequestError(
+                "invalid_field", f"{where} must not hold control characters", f"{field}.{where}"
+            )
         if len(w.tags) > lim.max_tags:
             raise RequestError("invalid_field", f"more than {lim.max_tags} tags", f"{field}.tags")
         for k, v in w.tags.items():
@@ -364,6 +382,12 @@ class WireDecoder:
                 raise RequestError(
                     "invalid_field",
                     f"tag {k[:40]!r} is longer than {lim.max_tag_length} characters",
+                    f"{field}.tags",
+                )
+            if _ANY_CONTROL.search(k) or _ANY_CONTROL.search(v):
+                raise RequestError(
+                    "invalid_field",
+                    f"tag {k[:40]!r} must not hold control characters",
                     f"{field}.tags",
                 )
         return Metric(
