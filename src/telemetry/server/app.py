@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from telemetry.collector import TelemetryCollector
-from telemetry.server import dashboard, health, ingest, live, queries, selfmetrics
+from telemetry.server import dashboard, health, ingest, live, openapi, queries, selfmetrics
 from telemetry.server.auth import AuthMiddleware
 from telemetry.server.errors import http_exception
 from telemetry.server.hosts import HostGuard
@@ -49,6 +49,7 @@ def _routes() -> list[BaseRoute]:
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", selfmetrics.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi, methods=["GET"]),
         *dashboard.routes(),
     ]
 

@@ -18,7 +18,7 @@ __all__ = ["SCOPES", "AuthMiddleware", "Tokens", "is_loopback"]
 
 SCOPES = ("ingest", "read")
 # Open even with tokens: probes, and the dashboard page that asks for a token itself.
-_OPEN_PATHS = {"/healthz", "/readyz", "/"}
+_OPEN_PATHS = {"/healthz", "/readyz", "/", "/openapi.json"}
 
 
 class Tokens:
