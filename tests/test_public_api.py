@@ -19,7 +19,9 @@ PUBLIC: dict[str, set[str]] = {
         "StreamError", "TelemetryCollector", "TelemetryConfig", "TelemetryData",
         "TelemetryError", "Timer", "TokenError", "ValidationError", "__version__",
     },
-    "telemetry.collector": {"OVERFLOW_TAGS", "CollectorStats", "TelemetryCollector"},
+    "telemetry.collector": {
+        "OVERFLOW_NAME", "OVERFLOW_TAGS", "CollectorStats", "TelemetryCollector",
+    },
     "telemetry.config": {"OVERFLOW_POLICIES", "STORAGE_BACKENDS", "TelemetryConfig"},
     "telemetry.models": {
         "Bucket", "Event", "EventType", "Metric", "SeriesInfo", "TelemetryData",

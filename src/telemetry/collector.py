@@ -31,7 +31,7 @@ from telemetry.instruments import NOOP, Counter, Gauge, Histogram, Instrument, T
 from telemetry.models import Event, EventType, Metric, TelemetryData, to_ns
 from telemetry.storage import Storage
 
-__all__ = ["OVERFLOW_TAGS", "CollectorStats", "TelemetryCollector"]
+__all__ = ["OVERFLOW_NAME", "OVERFLOW_TAGS", "CollectorStats", "TelemetryCollector"]
 
 _log = logging.getLogger("telemetry.collector")
 _ns = time.time_ns
@@ -39,6 +39,8 @@ _EVENT_TYPE = EventType
 _STR = str
 _DICT = dict
 OVERFLOW_TAGS: dict[str, str] = {"rimp_overflow": "true"}
+OVERFLOW_NAME = "rimp_overflow"
+"""Where points of metric names past ``max_metric_names`` go (tagged ``OVERFLOW_TAGS``)."""
 _STORE_RETRY_MAX = 5.0
 _MAX_KNOWN_KEYS = 1_000_000  # bound on the fast-path cache of (name, encoded tags)
 
@@ -165,6 +167,7 @@ class TelemetryCollector:
         # The dispatch thread and submit() (the server's event loop) both apply the limit.
         self._cardinality = threading.Lock()
         self._tag_keys: set[tuple[str, bytes]] = set()
+        self._names: set[str] = {OVERFLOW_NAME}
         # Batches whose storage write failed, with the acknowledgements they carry.
         self._unstored: deque[tuple[TelemetryData, list[Ack]]] = deque()
         # Whole batches submitted with an acknowledgement (the server's ingest).
@@ -614,10 +617,17 @@ class TelemetryCollector:
     def _fold_over_limit(self, metrics: list[Metric]) -> int:
         folded = 0
         limit = self.config.max_tag_sets
+        max_names = self.config.max_metric_names
+        names = self._names
         known = self._tag_keys
         canonical_sets = self._tag_sets
         encode = _encode_tags
         for m in metrics:
+            if m.name not in names:
+                if len(names) > max_names:  # names holds OVERFLOW_NAME besides them
+                    folded += self._fold_name(m)
+                    continue
+                names.add(m.name)
             tags = m.tags
             if not tags:
                 continue
@@ -645,6 +655,19 @@ class TelemetryCollector:
             folded += 1
             m.tags = dict(OVERFLOW_TAGS)
         return folded
+
+    def _fold_name(self, m: Metric) -> int:
+        if self._cardinality_overflow == 0:
+            _log.warning(
+                "telemetry: more than max_metric_names=%d metric names; points of further "
+                "names go to the metric %r",
+                self.config.max_metric_names,
+                OVERFLOW_NAME,
+            )
+        self._cardinality_overflow += 1
+        m.tags = dict(OVERFLOW_TAGS)
+        m.name = OVERFLOW_NAME
+        return 1
 
     # --- flushing, closing, stats -------------------------------------------------------------
 

@@ -53,6 +53,9 @@ class TelemetryConfig:
         block_timeout: seconds a ``"block"`` caller waits for room.
         max_tag_sets: distinct tag sets kept per metric name; points beyond go to
             one overflow series tagged ``{"rimp_overflow": "true"}`` and are counted.
+        max_metric_names: distinct metric names kept; points of further names
+            go to the metric ``rimp_overflow`` (tagged ``{"rimp_overflow": "true"}``)
+            and are counted.
         max_metadata_keys: most keys in one event's metadata.
         max_message_length: most characters in one event's message.
         shutdown_timeout: seconds ``close()`` and the exit flush may take.
@@ -78,6 +81,7 @@ class TelemetryConfig:
     overflow_policy: OverflowPolicy = "drop_oldest"
     block_timeout: float = 1.0
     max_tag_sets: int = 2000
+    max_metric_names: int = 10_000
     max_metadata_keys: int = 64
     max_message_length: int = 65_536
     shutdown_timeout: float = 5.0
@@ -110,6 +114,7 @@ class TelemetryConfig:
         check_seconds("block_timeout", self.block_timeout, positive=False)
         check_seconds("shutdown_timeout", self.shutdown_timeout, positive=False)
         check_int("max_tag_sets", self.max_tag_sets, minimum=1)
+        check_int("max_metric_names", self.max_metric_names, minimum=1)
         check_int("max_metadata_keys", self.max_metadata_keys, minimum=0)
         check_int("max_message_length", self.max_message_length, minimum=1)
         if self.overflow_policy not in OVERFLOW_POLICIES:
@@ -224,6 +229,7 @@ _INT_FIELDS = {
     "buffer_size",
     "buffer_capacity",
     "max_tag_sets",
+    "max_metric_names",
     "max_metadata_keys",
     "max_message_length",
 }
