@@ -508,12 +508,23 @@ class TelemetryCollector:
             data, ack = submitted.popleft()
             batch.events.extend(data.events)
             batch.metrics.extend(data.metrics)
+            if data.receipts:
+                batch.receipts.update(data.receipts)
             acks.append(ack)
         return acks
 
     # --- acknowledged batches (the server's ingest) ------------------------------------
 
-    def submit(self, data: TelemetryData, ack: Ack) -> int:
+    def limit_series(self, data: TelemetryData) -> int:
+        """Apply ``max_metric_names`` and ``max_tag_sets`` to the batch's points now.
+
+        Returns:
+            How many points were moved to an overflow series (they stay in the
+            batch, renamed or retagged).
+        """
+        return self._limit_cardinality(data.metrics) if data.metrics else 0
+
+    def submit(self, data: TelemetryData, ack: Ack, *, limited: bool = False) -> int:
         """Queue a whole, already validated batch; ``ack(True)`` runs once it is stored.
 
         ``ack(False)`` runs if it is given up on (storage failing past close, or
@@ -521,14 +532,20 @@ class TelemetryCollector:
         cheap and must not raise. The caller bounds what it submits (see
         :meth:`pending`); this method never blocks or drops.
 
+        Args:
+            data: the batch, stored whole in one storage write.
+            ack: called with True once stored, False if given up on.
+            limited: the caller already ran :meth:`limit_series` on ``data``.
+
         Returns:
-            How many of the batch's points ``max_tag_sets`` moved to the overflow
-            series (they are stored there), so the caller can say so.
+            How many of the batch's points the series limits moved to an overflow
+            series (they are stored there), so the caller can say so; 0 when
+            ``limited``.
         """
         if self._closed or not self.config.enabled:
             ack(False)
             return 0
-        folded = self._limit_cardinality(data.metrics) if data.metrics else 0
+        folded = 0 if limited else self.limit_series(data)
         with self._lock:
             self._events_submitted += len(data.events)
             self._metrics_submitted += len(data.metrics)

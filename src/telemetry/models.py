@@ -94,10 +94,17 @@ class Metric(msgspec.Struct, gc=False):
 
 
 class TelemetryData(msgspec.Struct):
-    """A batch of records: ``events`` and ``metrics``, each oldest first."""
+    """A batch of records: ``events`` and ``metrics``, each oldest first.
+
+    ``receipts`` is for the server: the ``Idempotency-Key`` of each request whose
+    records the batch holds, with the answer that request got. A storage that
+    keeps them (``DatabaseStorage``) writes them in the same transaction as the
+    records, so a retry after a restart is answered, not stored twice.
+    """
 
     events: list[Event] = msgspec.field(default_factory=list)
     metrics: list[Metric] = msgspec.field(default_factory=list)
+    receipts: dict[str, bytes] = msgspec.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.events) + len(self.metrics)

@@ -14,6 +14,7 @@ import asyncio
 import time
 import zlib
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -142,7 +143,7 @@ async def _ingest(request: Request, kind: str) -> Response:
             state.reject(err.code)
             return request_error(err)
     if not key:
-        status, payload, _ = await _accept(request, state, kind, ndjson)
+        status, payload, _ = await _accept(request, state, kind, ndjson, None)
         return json_response(payload, status)
     status, payload = await _idempotent(request, state, kind, ndjson, key)
     return json_response(payload, status)
@@ -163,7 +164,11 @@ async def _idempotent(
     future: asyncio.Future[IngestAnswer] = asyncio.get_running_loop().create_future()
     cache.put(key, future)
     try:
-        status, payload, late = await _accept(request, state, kind, ndjson)
+        stored = await run_in_threadpool(state.collector.storage.receipt, key)
+        if stored is not None:  # answered before a restart: the records are stored
+            status, payload, late = 202, stored, None
+        else:
+            status, payload, late = await _accept(request, state, kind, ndjson, key)
     except BaseException:
         cache.forget(key, future)
         future.set_result((503, _INTERRUPTED))
@@ -186,7 +191,9 @@ def _forget_failed(
         cache.forget(key, outcome)
 
 
-async def _accept(request: Request, state: ServerState, kind: str, ndjson: bool) -> Outcome:
+async def _accept(
+    request: Request, state: ServerState, kind: str, ndjson: bool, key: str | None
+) -> Outcome:
     """Read, decode, check back-pressure and submit."""
     try:
         body = await read_body(request, state.settings.limits.max_body_bytes)
@@ -214,10 +221,12 @@ async def _accept(request: Request, state: ServerState, kind: str, ndjson: bool)
         # stays small; the count is always whole.
         body_ok["rejected"] = rejected[:MAX_REJECTS_LISTED]
         body_ok["rejected_count"] = len(rejected)
-    return await _submit(state, data, body_ok)
+    return await _submit(state, data, body_ok, key)
 
 
-async def _submit(state: ServerState, data: TelemetryData, body: dict[str, object]) -> Outcome:
+async def _submit(
+    state: ServerState, data: TelemetryData, body: dict[str, object], key: str | None
+) -> Outcome:
     if not data:
         return 202, encode(body), None
     loop = asyncio.get_running_loop()
@@ -231,11 +240,16 @@ async def _submit(state: ServerState, data: TelemetryData, body: dict[str, objec
             state.received["event"] += len(data.events)
             state.received["metric"] += len(data.metrics)
 
-    started = time.perf_counter()
-    folded = state.collector.submit(data, ack)
-    if folded:  # stored, but under the overflow series: the client is told
+    folded = state.collector.limit_series(data)
+    if folded:  # stored, but under an overflow series: the client is told
         body["folded"] = folded
     accepted = encode(body)
+    if key is not None:
+        # Stored with the records, in their transaction: after a restart a retry
+        # with this key gets this answer instead of storing the batch again.
+        data.receipts[key] = accepted
+    started = time.perf_counter()
+    state.collector.submit(data, ack, limited=True)
     try:
         ok = await asyncio.wait_for(asyncio.shield(stored), state.settings.ack_timeout)
     except TimeoutError:

@@ -117,6 +117,14 @@ class Storage:
         """Remove records older than ``t``; return how many (events and metrics together)."""
         raise self._unsupported("delete_before")
 
+    def receipt(self, key: str) -> bytes | None:
+        """The answer stored with idempotency ``key`` (see ``TelemetryData.receipts``).
+
+        ``None`` when the key is unknown, or when the backend keeps no receipts
+        (the default; only durable backends need to).
+        """
+        return None
+
     def stats(self) -> Mapping[str, Any]:
         """Backend figures (records held, bytes, errors); each backend documents its keys.
         Empty by default."""

@@ -59,7 +59,7 @@ __all__ = ["SCHEMA_VERSION", "DatabaseStorage"]
 _log = logging.getLogger("telemetry.storage.database")
 
 MINUTE_NS = 60_000_000_000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SMALL_CHUNK = 1024  # chunks under this many points are merged once enough accumulate
 MERGE_AT = 2048  # points in a series' small chunks that trigger a merge
 MAX_CHUNK = 16_384  # points in one merged chunk
@@ -115,7 +115,18 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (bucket_ns, source, event_type)
     ) WITHOUT ROWID;
     """,
+    # The answers of idempotent requests, written with their records (server restarts).
+    2: """
+    CREATE TABLE receipts (
+        key TEXT PRIMARY KEY,
+        time_ns INTEGER NOT NULL,
+        answer BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX receipts_time ON receipts (time_ns);
+    """,
 }
+RECEIPT_TTL_NS = 24 * 3600 * 1_000_000_000  # how long an idempotency answer is kept
+_PRUNE_EVERY = 256  # stores between two deletions of expired receipts
 
 _ROLLUP_UPSERT = """
 INSERT INTO rollup_1m (series_id, bucket_ns, count, sum, min, max, last_ns, last_value)
@@ -238,6 +249,7 @@ class DatabaseStorage(Storage):
         self._series = _Series()
         self._small: dict[int, int] = {}  # series id -> points in its small chunks
         self._write_errors = 0
+        self._stores_with_receipts = 0
         self._merge_errors = 0
         self._event_seq = 0
         self._next_event_seq = 0
@@ -433,7 +445,7 @@ class DatabaseStorage(Storage):
             StorageError: the write failed (disk full, I/O error, another writer);
                 nothing of the batch was stored.
         """
-        if not data:
+        if not data and not data.receipts:
             return
         with self._lock:
             if self._closed:
@@ -464,6 +476,19 @@ class DatabaseStorage(Storage):
                 self._merge_errors += 1
                 _log.warning("%s", exc)
 
+    @_reads
+    def receipt(self, key: str) -> bytes | None:
+        """The answer stored with idempotency ``key`` in the last 24 hours, if any."""
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"{self._label}: closed")
+            row = self._conn.execute(
+                "SELECT answer, time_ns FROM receipts WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None or row[1] < time.time_ns() - RECEIPT_TTL_NS:
+            return None
+        return bytes(row[0])
+
     def _forget_uncommitted_series(self) -> None:
         # Series inserted by the rolled-back transaction must not stay in the cache.
         self._series = _Series()
@@ -472,6 +497,15 @@ class DatabaseStorage(Storage):
     def _write(self, data: TelemetryData) -> dict[int, int]:
         conn = self._conn
         small: dict[int, int] = {}
+        if data.receipts:
+            now = time.time_ns()
+            conn.executemany(
+                "INSERT OR IGNORE INTO receipts (key, time_ns, answer) VALUES (?, ?, ?)",
+                [(key, now, answer) for key, answer in data.receipts.items()],
+            )
+            self._stores_with_receipts += 1
+            if self._stores_with_receipts % _PRUNE_EVERY == 1:
+                conn.execute("DELETE FROM receipts WHERE time_ns < ?", (now - RECEIPT_TTL_NS,))
         if data.metrics:
             by_series: dict[int, list[Metric]] = {}
             series_id = self._series_id
