@@ -16,7 +16,7 @@ import pytest
 from telemetry import Event, EventType, Metric, StorageError, TelemetryData, ValidationError
 from telemetry.models import new_id
 from telemetry.storage.database import MERGE_AT, MINUTE_NS, SCHEMA_VERSION, DatabaseStorage
-from tests.support import run_python
+from tests.helpers import run_python
 
 T0 = 1_796_083_200 * 1_000_000_000  # minute aligned
 SECOND = 1_000_000_000

@@ -10,7 +10,7 @@ import pytest
 from telemetry import EventType, TelemetryCollector, TelemetryConfig
 from telemetry.logging import TelemetryHandler
 from telemetry.storage import MemoryStorage
-from tests.support import FlakyStorage
+from tests.helpers import FlakyStorage
 
 
 @pytest.fixture

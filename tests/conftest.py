@@ -1,0 +1,56 @@
+"""The one conftest: fixtures shared by every layer of the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telemetry.storage import DatabaseStorage
+from tests.helpers import AppServer, RimpServer, server_settings
+
+
+@pytest.fixture
+def db_storage(tmp_path: Path) -> Iterator[DatabaseStorage]:
+    """A fresh DatabaseStorage in the test's directory, closed afterwards."""
+    storage = DatabaseStorage(tmp_path / "telemetry.db")
+    yield storage
+    storage.close()
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """One in-process server (no tokens, default limits, a DatabaseStorage) per test module;
+    tests keep apart by unique sources, names and ids."""
+    settings = server_settings(tmp_path_factory.mktemp("app") / "data")
+    with AppServer(settings) as server:
+        yield server
+
+
+@pytest.fixture
+def make_app_server(tmp_path: Path) -> Iterator[Callable[..., AppServer]]:
+    """Start in-process servers of a test's own, with ``server_settings`` keyword arguments
+    (tokens, max_pending, Limits fields, storage); each is shut down after the test."""
+    with ExitStack() as stack:
+        count = 0
+
+        def make(**options: Any) -> AppServer:
+            nonlocal count
+            count += 1
+            settings = server_settings(tmp_path / f"data{count}", **options)
+            return stack.enter_context(AppServer(settings))
+
+        yield make
+
+
+@pytest.fixture
+def rimp_server(tmp_path: Path) -> Iterator[RimpServer]:
+    """A ``rimp serve`` subprocess, not started yet (its port is fixed once its url is read);
+    stopped with SIGTERM after the test, which must then exit 0."""
+    server = RimpServer(tmp_path / "data")
+    yield server
+    code = server.stop()
+    assert code == 0, f"rimp serve exited with {code}:\n{server.output()}"
