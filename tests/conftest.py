@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from telemetry.storage import DatabaseStorage
 from tests.helpers import AppServer, RimpServer, server_settings
+
+if TYPE_CHECKING:
+    from starlette.testclient import (
+        TestClient,  # imported by AppServer, under the test's warning filters
+    )
 
 
 @pytest.fixture
@@ -28,6 +33,12 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     settings = server_settings(tmp_path_factory.mktemp("app") / "data")
     with AppServer(settings) as server:
         yield server
+
+
+@pytest.fixture
+def client(app_server: AppServer) -> TestClient:
+    """An HTTP client of the module's in-process server."""
+    return app_server.client
 
 
 @pytest.fixture

@@ -110,6 +110,61 @@ class FlakyStorage(MemoryStorage):
         super().store(data)
 
 
+# --- the HTTP API ------------------------------------------------------------------------------
+
+T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
+NS = 1_000_000_000
+JSON = {"Content-Type": "application/json"}
+NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def event(source: str, message: str = "m", **fields: Any) -> dict[str, Any]:
+    """An event as a client sends it."""
+    return {"source": source, "message": message, **fields}
+
+
+def metric(name: str, value: float = 1.0, **fields: Any) -> dict[str, Any]:
+    """A metric point as a client sends it."""
+    return {"name": name, "value": value, **fields}
+
+
+def ndjson(records: list[dict[str, Any]]) -> bytes:
+    """Records as NDJSON lines."""
+    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+def post(client: httpx.Client, path: str, body: Any) -> None:
+    """POST ``body`` as JSON; it must be accepted (202)."""
+    r = client.post(path, json=body)
+    assert r.status_code == 202, r.text
+
+
+def events_of(client: httpx.Client, source: str, **params: Any) -> list[dict[str, Any]]:
+    """Every stored event of ``source``, newest first."""
+    r = client.get("/api/v1/events", params={"source": source, "limit": 10_000, **params})
+    assert r.status_code == 200, r.text
+    return list(r.json()["events"])
+
+
+def points_of(client: httpx.Client, name: str, **params: Any) -> list[dict[str, Any]]:
+    """Every stored point of metric ``name``, oldest first."""
+    r = client.get(f"/api/v1/metrics/{name}", params=params)
+    assert r.status_code == 200, r.text
+    return list(r.json()["points"])
+
+
+def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The ``error`` object of a JSON error response with ``status``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert isinstance(error["code"], str)
+    assert error["code"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    return dict(error)
+
+
 # --- the server in this process ----------------------------------------------------------------
 
 
@@ -166,7 +221,7 @@ class AppServer:
             portal.call(self.app.state.rimp.hub.close_all, reason)
 
     def call(self, func: Callable[[], Any]) -> Any:
-        """Run the coroutine function ``func`` on the app's event loop; return its result."""
+        """Run ``func`` (a function or coroutine function) on the app's event loop."""
         assert self.client.portal is not None, "the app is not running"
         return self.client.portal.call(func)
 
@@ -178,9 +233,9 @@ class AppServer:
         timer.start()
         return timer
 
-    def live_clients(self) -> float:
-        """The ``rimp_live_clients`` gauge of ``/metrics``."""
-        return prometheus(self.client)[("rimp_live_clients", frozenset())]
+    def live_clients(self) -> int:
+        """How many live clients the server's hub holds (``rimp_live_clients``)."""
+        return int(self.call(self.app.state.rimp.hub.stats)["clients"])
 
     def sse(self, params: Params | None = None, headers: dict[str, str] | None = None) -> SSEClient:
         """An SSE reader of ``/api/v1/stream`` on this app, ended after ``FEED_TIMEOUT`` s."""
@@ -466,9 +521,9 @@ class SSEClient:
                 return got
 
     def read_to_end(self) -> bytes:
-        """Everything the server sends until it ends the stream."""
-        assert self.response is not None
-        return b"".join(self.response.iter_bytes())
+        """Everything the server sends from here until it ends the stream."""
+        assert self.lines is not None
+        return "\n".join(self.lines).encode()
 
     def close(self) -> None:
         """Disconnect (idempotent)."""
