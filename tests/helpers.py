@@ -14,7 +14,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -39,7 +39,8 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 45.0
 FEED_TIMEOUT = 20.0  # the longest a test waits on a live feed before it is ended
 
-Params = Sequence[tuple[str, str]] | dict[str, str]
+Params = list[tuple[str, Any]] | dict[str, str]
+NO_LABELS: frozenset[tuple[str, str]] = frozenset()  # the labels of an unlabelled sample
 
 
 # --- basics ----------------------------------------------------------------------------------
@@ -360,6 +361,7 @@ class RimpServer:
                 raise RuntimeError(f"rimp serve not ready in {timeout} s:\n{self.output()}")
             if fixed or "address already in use" not in self.output().lower():
                 break
+        assert self.proc is not None
         raise RuntimeError(f"rimp serve exited with {self.proc.returncode}:\n{self.output()}")
 
     def _ready_or_dead(self) -> bool:
@@ -462,9 +464,7 @@ class SSEClient:
         headers: dict[str, str] | None = None,
         on_open: Callable[[], threading.Timer] | None = None,
     ) -> None:
-        self._cm = client.stream(
-            "GET", "/api/v1/stream", params=params or {}, headers=headers or {}
-        )
+        self._cm = client.stream("GET", "/api/v1/stream", params=params, headers=headers)
         self._on_open = on_open
         self._timer: threading.Timer | None = None
         self.response: httpx.Response | None = None
@@ -487,7 +487,7 @@ class SSEClient:
     def next(self) -> SSEMessage | None:
         """The next event (comments skipped), or None when the stream ends."""
         assert self.lines is not None
-        event, ident, data = "message", None, []
+        event, ident, data = "message", None, list[str]()
         seen = False
         for line in self.lines:
             if line == "":

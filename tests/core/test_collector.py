@@ -125,7 +125,8 @@ class TestValidation:
         from decimal import Decimal
 
         with make() as c:
-            values = [c.collect_metric("x", v) for v in (3, True, Decimal("2.5"))]
+            number_likes: list[Any] = [3, True, Decimal("2.5")]  # not floats, on purpose
+            values = [c.collect_metric("x", v) for v in number_likes]
             assert [m.value for m in values if m] == [3.0, 1.0, 2.5]
 
     @pytest.mark.parametrize(
@@ -408,7 +409,12 @@ class TestSubmit:
                 [Event("s", str(i), EventType.INFO, {}, i, new_id()) for i in range(50)],
                 [Metric("x", 1.0, "", {}, 1, new_id())],
             )
-            c.submit(batch, lambda ok: (results.append(ok), acked.set()))
+
+            def ack(ok: bool) -> None:
+                results.append(ok)
+                acked.set()
+
+            c.submit(batch, ack)
             assert acked.wait(5)
             assert results == [True]
             assert writes == [51]

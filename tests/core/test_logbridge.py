@@ -67,7 +67,7 @@ class TestMapping:
         """The event's time is the log record's creation time."""
         records: list[logging.LogRecord] = []
         capture = logging.Handler()
-        capture.emit = records.append  # type: ignore[method-assign]
+        capture.emit = records.append  # type: ignore[method-assign,assignment]
         logger.addHandler(capture)
         logger.info("x")
         logger.removeHandler(capture)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.helpers import (
+    NO_LABELS,
     AppServer,
     LineCounter,
     error_of,
@@ -231,7 +232,7 @@ class TestWebSocket:
         self, make_app_server: Callable[..., AppServer]
     ) -> None:
         """After a WebSocket client closes, rimp_live_clients drops to 0 within 3 s."""
-        key = ("rimp_live_clients", frozenset())
+        key = ("rimp_live_clients", NO_LABELS)
         server = make_app_server()
         with server.websocket({"source": unique("ws-gone")}) as ws:
             assert prometheus(server.client)[key] == 1
@@ -248,9 +249,9 @@ class TestSlowConsumer:
         self, app_server: AppServer, client: httpx.Client
     ) -> None:
         """Past the 10,000-record live queue the idle client gets `event: error`, the reader all."""
-        live = ("rimp_live_clients", frozenset())
+        live = ("rimp_live_clients", NO_LABELS)
         start = prometheus(client)
-        before = start[("rimp_live_disconnected_slow_total", frozenset())]
+        before = start[("rimp_live_disconnected_slow_total", NO_LABELS)]
         src = unique("flood")
         slow = app_server.sse({"source": src}).open()  # and never read until the end
         reader = LineCounter(app_server.sse({"source": src}).open())
@@ -264,7 +265,7 @@ class TestSlowConsumer:
                 post(client, "/api/v1/events", [event(src, "x", id=i) for i in ids])
                 posted += ids
                 assert reader.wait_for(len(posted)), f"reader stalled at {len(reader.ids)}"
-                now = prometheus(client)[("rimp_live_disconnected_slow_total", frozenset())]
+                now = prometheus(client)[("rimp_live_disconnected_slow_total", NO_LABELS)]
                 if now > before:
                     break
             else:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -221,7 +222,7 @@ class TestQueries:
         self, client: httpx.Client, data: Dataset, group_by: list[str]
     ) -> None:
         """`group_by` (repeatable or comma-separated) splits buckets by tag values."""
-        params: list[tuple[str, str]] = [("agg", "sum"), ("bucket", "1h"), ("since", str(T0))]
+        params: list[tuple[str, Any]] = [("agg", "sum"), ("bucket", "1h"), ("since", str(T0))]
         params += [("group_by", g) for g in group_by]
         r = client.get(f"/api/v1/metrics/{data.metric}/aggregate", params=params)
         assert r.status_code == 200, r.text

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import AppServer, event, metric, post, prometheus, unique
+from tests.helpers import NO_LABELS, AppServer, event, metric, post, prometheus, unique
 
 
 class TestPrometheus:
@@ -28,7 +28,7 @@ class TestPrometheus:
 
     def test_live_clients_gauge(self, app_server: AppServer, client: httpx.Client) -> None:
         """rimp_live_clients counts connected live clients."""
-        key = ("rimp_live_clients", frozenset())
+        key = ("rimp_live_clients", NO_LABELS)
         assert key in prometheus(client)
         with app_server.sse():
             assert prometheus(client)[key] >= 1
