@@ -79,6 +79,20 @@ def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.Complet
     )
 
 
+def rimp(
+    *args: str, timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``rimp`` command line (``python -m telemetry.cli``); capture its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "telemetry.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
+
+
 # --- storages with a gate or a fault -----------------------------------------------------------
 
 

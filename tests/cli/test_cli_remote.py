@@ -9,17 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import RimpServer, free_port, running
-
-
-def rimp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telemetry.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.helpers import RimpServer, free_port, rimp, running
 
 
 @pytest.fixture(scope="module")

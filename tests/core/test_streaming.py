@@ -12,7 +12,7 @@ import pytest
 from telemetry import TelemetryCollector, TelemetryConfig, TelemetryData, TelemetryError
 from telemetry.storage import MemoryStorage
 from telemetry.streaming import TelemetryStream
-from tests.helpers import poll
+from tests.helpers import poll, run_python
 
 
 def collector(**options: Any) -> TelemetryCollector:
@@ -270,11 +270,7 @@ class TestConsumerDropsInCollectorStats:
 class TestExit:
     def test_consumers_receive_the_last_batch_at_interpreter_exit(self) -> None:
         """A program that never stops its stream still delivers the final batch to consumers."""
-        import subprocess
-        import sys
-        import textwrap
-
-        code = textwrap.dedent(
+        result = run_python(
             """
             import time
             from telemetry import TelemetryCollector, TelemetryConfig
@@ -290,9 +286,6 @@ class TestExit:
             for i in range(7):
                 c.collect_event("job", str(i))
             """
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
         )
         assert result.returncode == 0, result.stderr
         assert "consumer saw 7" in result.stdout
