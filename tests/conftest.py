@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from telemetry.storage import DatabaseStorage
+from telemetry import TelemetryCollector, TelemetryConfig
+from telemetry.storage import MemoryStorage
 from tests.helpers import AppServer, RimpServer, server_settings
 
 if TYPE_CHECKING:
@@ -19,11 +20,13 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def db_storage(tmp_path: Path) -> Iterator[DatabaseStorage]:
-    """A fresh DatabaseStorage in the test's directory, closed afterwards."""
-    storage = DatabaseStorage(tmp_path / "telemetry.db")
-    yield storage
-    storage.close()
+def collector() -> Iterator[TelemetryCollector]:
+    """A collector into an unbounded MemoryStorage that flushes only when asked; closed after."""
+    c = TelemetryCollector(
+        TelemetryConfig(flush_interval=60.0), storage=MemoryStorage(max_records=None)
+    )
+    yield c
+    c.close()
 
 
 @pytest.fixture(scope="module")

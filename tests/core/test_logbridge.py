@@ -9,15 +9,7 @@ import pytest
 
 from telemetry import EventType, TelemetryCollector, TelemetryConfig
 from telemetry.logging import TelemetryHandler
-from telemetry.storage import MemoryStorage
 from tests.helpers import FlakyStorage
-
-
-@pytest.fixture
-def collector() -> Iterator[TelemetryCollector]:
-    c = TelemetryCollector(TelemetryConfig(flush_interval=60.0), storage=MemoryStorage())
-    yield c
-    c.close()
 
 
 @pytest.fixture
