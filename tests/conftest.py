@@ -13,10 +13,8 @@ from telemetry import TelemetryCollector, TelemetryConfig
 from telemetry.storage import MemoryStorage
 from tests.helpers import AppServer, RimpServer, server_settings
 
-if TYPE_CHECKING:
-    from starlette.testclient import (
-        TestClient,  # imported by AppServer, under the test's warning filters
-    )
+if TYPE_CHECKING:  # imported at run time by AppServer, under the tests' warning filters
+    from starlette.testclient import TestClient
 
 
 @pytest.fixture
