@@ -1,4 +1,4 @@
-"""Tests of the on-disk spool and of HTTPExporter against a real `rimp serve` process."""
+"""Tests of HTTPExporter against a real `rimp serve` process (stopped and restarted)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,14 @@ from telemetry import (
     TelemetryData,
 )
 from telemetry.exporters.http import HTTPExporter
-from telemetry.exporters.spool import Spool
 from telemetry.models import new_id
-from tests.support import Server, free_port, wait_until
+from tests.helpers import RimpServer, free_port, poll
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "data")
-    yield srv
-    srv.stop()
+def server(rimp_server: RimpServer) -> RimpServer:
+    """A real server, not started yet: each test starts (and may restart) it."""
+    return rimp_server
 
 
 def events(n: int, start: int = 0) -> list[Event]:
@@ -40,80 +37,8 @@ def events(n: int, start: int = 0) -> list[Event]:
     ]
 
 
-class TestSpool:
-    def test_records_come_out_in_order_and_leave_when_acknowledged(self, tmp_path: Path) -> None:
-        """peek gives the oldest record; acknowledge moves on; pending counts what is left."""
-        spool = Spool(tmp_path)
-        for i in range(3):
-            spool.append(b"record %d" % i)
-        assert spool.pending() == 3
-        seen = []
-        while (item := spool.peek()) is not None:
-            seen.append(item[0])
-            spool.acknowledge(item[1])
-        assert seen == [b"record 0", b"record 1", b"record 2"]
-        assert spool.pending() == 0
-        spool.close()
-
-    def test_unacknowledged_records_survive_reopening(self, tmp_path: Path) -> None:
-        """A reopened spool resumes after the last acknowledged record."""
-        spool = Spool(tmp_path)
-        for i in range(4):
-            spool.append(b"r%d" % i)
-        item = spool.peek()
-        assert item is not None
-        spool.acknowledge(item[1])
-        spool.close()
-        again = Spool(tmp_path)
-        assert again.pending() == 3
-        item = again.peek()
-        assert item is not None
-        assert item[0] == b"r1"
-        again.close()
-
-    def test_a_torn_or_corrupt_tail_is_cut_on_open(self, tmp_path: Path) -> None:
-        """A half-written record and a record failing its checksum are removed; others stay."""
-        spool = Spool(tmp_path)
-        spool.append(b"good one")
-        spool.append(b"good two")
-        spool.close()
-        segment = next(tmp_path.glob("spool-*.log"))
-        data = segment.read_bytes()
-        segment.write_bytes(data[:-3] + b"XYZ")  # corrupt the last record's payload
-        with segment.open("ab") as f:
-            f.write(b"RSP1\x10\x00")  # and a torn header after it
-        again = Spool(tmp_path)
-        assert again.repaired_bytes > 0
-        assert again.pending() == 1
-        item = again.peek()
-        assert item is not None
-        assert item[0] == b"good one"
-        again.append(b"after repair")
-        again.acknowledge(item[1])
-        item = again.peek()
-        assert item is not None
-        assert item[0] == b"after repair"
-        again.close()
-
-    def test_the_bound_drops_the_oldest_records_and_says_how_many(self, tmp_path: Path) -> None:
-        """Past max_bytes, whole old segments go and append reports the records lost."""
-        spool = Spool(tmp_path, max_bytes=4_000, segment_bytes=1_000)
-        lost = sum(spool.append(bytes(200)) for _ in range(40))
-        assert lost > 0
-        assert spool.size() <= 4_000
-        assert spool.pending() == 40 - lost
-        spool.close()
-
-    def test_one_process_owns_a_spool_directory(self, tmp_path: Path) -> None:
-        """A second owner of the same directory is refused with a clear error."""
-        spool = Spool(tmp_path)
-        with pytest.raises(StorageError, match="in use by another process"):
-            Spool(tmp_path)
-        spool.close()
-
-
 class TestExporter:
-    def test_every_record_arrives_once(self, server: Server, tmp_path: Path) -> None:
+    def test_every_record_arrives_once(self, server: RimpServer, tmp_path: Path) -> None:
         """Records shipped through a collector reach the server, each exactly once."""
         server.start()
         collector = TelemetryCollector(
@@ -125,13 +50,13 @@ class TestExporter:
         assert sorted(ids) == sorted(e.id for e in sent if e)
 
     def test_batches_wait_in_the_spool_until_the_server_starts(
-        self, server: Server, tmp_path: Path
+        self, server: RimpServer, tmp_path: Path
     ) -> None:
         """With no server, batches are spooled and counted; they are sent once it starts."""
         exporter = HTTPExporter(server.url, spool_dir=tmp_path / "spool", max_backoff=0.5)
         batch = events(100)
         exporter.store(TelemetryData(batch, []))
-        assert wait_until(lambda: exporter.stats()["retried"] >= 1, 10)
+        assert poll(lambda: exporter.stats()["retried"] >= 1, 10)
         assert exporter.stats()["spooled"] == 1
         server.start()
         assert exporter.flush(20)
@@ -140,7 +65,7 @@ class TestExporter:
 
     @pytest.mark.slow
     def test_a_server_restart_mid_stream_loses_and_duplicates_nothing(
-        self, server: Server, tmp_path: Path
+        self, server: RimpServer, tmp_path: Path
     ) -> None:
         """SIGTERM and restart the server while batches flow: every id arrives exactly once."""
         server.start()
@@ -161,7 +86,7 @@ class TestExporter:
         exporter.close()
 
     def test_a_batch_the_server_rejects_is_dropped_and_counted(
-        self, server: Server, tmp_path: Path
+        self, server: RimpServer, tmp_path: Path
     ) -> None:
         """A 4xx answer (bad record) drops that batch, counted, and later batches still flow."""
         server.start()
@@ -203,7 +128,7 @@ class TestExporter:
 
 class TestLargeBatches:
     def test_a_batch_over_the_server_limits_is_split_not_rejected(
-        self, server: Server, tmp_path: Path
+        self, server: RimpServer, tmp_path: Path
     ) -> None:
         """60,000 records in one batch arrive whole, in several requests, none dropped."""
         server.start()

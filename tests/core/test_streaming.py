@@ -12,7 +12,7 @@ import pytest
 from telemetry import TelemetryCollector, TelemetryConfig, TelemetryData, TelemetryError
 from telemetry.storage import MemoryStorage
 from telemetry.streaming import TelemetryStream
-from tests.support import wait_until
+from tests.helpers import poll, run_python
 
 
 def collector(**options: Any) -> TelemetryCollector:
@@ -97,7 +97,7 @@ class TestDelivery:
         stream.add_consumer(lambda data: found.append(len(storage.query_events(limit=None))))
         stream.start()
         c.collect_event("s", "m")
-        assert wait_until(lambda: bool(found))
+        assert poll(lambda: bool(found))
         stream.stop()
         c.close()
         assert found[0] >= 1
@@ -142,7 +142,7 @@ class TestDelivery:
         stream.add_consumer(consume)
         stream.start()
         c.collect_event("s", "m")
-        assert wait_until(lambda: sum(got) == 1)
+        assert poll(lambda: sum(got) == 1)
         stream.stop()
         c.close()
 
@@ -198,7 +198,7 @@ class TestIsolation:
             c.collect_event("s", str(i))
             c.flush(5)
         assert stuck_started.wait(5)
-        assert wait_until(lambda: len(seen.events) == 10)
+        assert poll(lambda: len(seen.events) == 10)
         lagging = stream.stats()["consumers"]["stuck"]
         assert lagging["dropped_batches"] >= 6
         assert lagging["pending_batches"] == 3
@@ -221,7 +221,7 @@ class TestIsolation:
         stream.add_consumer(flusher)
         stream.start()
         c.collect_event("s", "m")
-        assert wait_until(lambda: bool(results))
+        assert poll(lambda: bool(results))
         stream.stop()
         c.close()
         assert results == [True]  # consumers run on their own worker, so flush works there
@@ -244,7 +244,7 @@ class TestStopFromAConsumer:
         stream.add_consumer(stopper)
         stream.start()
         c.collect_event("s", "m")
-        assert wait_until(lambda: bool(outcome))
+        assert poll(lambda: bool(outcome))
         assert outcome == [False]
         assert not stream.is_running
         c.close()
@@ -261,7 +261,7 @@ class TestConsumerDropsInCollectorStats:
         for i in range(5):
             c.collect_event("s", str(i))
             c.flush(5)
-        assert wait_until(lambda: c.stats()["consumer_dropped"] >= 3)
+        assert poll(lambda: c.stats()["consumer_dropped"] >= 3)
         release.set()
         stream.stop(5)
         c.close()
@@ -270,11 +270,7 @@ class TestConsumerDropsInCollectorStats:
 class TestExit:
     def test_consumers_receive_the_last_batch_at_interpreter_exit(self) -> None:
         """A program that never stops its stream still delivers the final batch to consumers."""
-        import subprocess
-        import sys
-        import textwrap
-
-        code = textwrap.dedent(
+        result = run_python(
             """
             import time
             from telemetry import TelemetryCollector, TelemetryConfig
@@ -290,9 +286,6 @@ class TestExit:
             for i in range(7):
                 c.collect_event("job", str(i))
             """
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
         )
         assert result.returncode == 0, result.stderr
         assert "consumer saw 7" in result.stdout

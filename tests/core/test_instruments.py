@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
 
 import pytest
 
-from telemetry import TelemetryCollector, TelemetryConfig, ValidationError
+from telemetry import TelemetryCollector, ValidationError
 from telemetry.instruments import FOLD_AT
-from telemetry.storage import MemoryStorage
-
-
-@pytest.fixture
-def collector() -> Any:
-    c = TelemetryCollector(
-        TelemetryConfig(flush_interval=60.0), storage=MemoryStorage(max_records=None)
-    )
-    yield c
-    c.close()
 
 
 def values(c: TelemetryCollector, name: str) -> list[float]:

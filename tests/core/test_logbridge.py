@@ -9,15 +9,7 @@ import pytest
 
 from telemetry import EventType, TelemetryCollector, TelemetryConfig
 from telemetry.logbridge import TelemetryHandler
-from telemetry.storage import MemoryStorage
-from tests.support import FlakyStorage
-
-
-@pytest.fixture
-def collector() -> Iterator[TelemetryCollector]:
-    c = TelemetryCollector(TelemetryConfig(flush_interval=60.0), storage=MemoryStorage())
-    yield c
-    c.close()
+from telemetry.testing import FlakyStorage
 
 
 @pytest.fixture
@@ -67,7 +59,7 @@ class TestMapping:
         """The event's time is the log record's creation time."""
         records: list[logging.LogRecord] = []
         capture = logging.Handler()
-        capture.emit = records.append  # type: ignore[method-assign]
+        capture.emit = records.append  # type: ignore[method-assign,assignment]
         logger.addHandler(capture)
         logger.info("x")
         logger.removeHandler(capture)

@@ -10,7 +10,7 @@ import pytest
 
 from telemetry import TelemetryCollector, TelemetryConfig
 from telemetry.storage import FileStorage
-from tests.support import run_python
+from tests.helpers import run_python
 
 
 class TestExitFlush:

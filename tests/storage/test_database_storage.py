@@ -16,7 +16,7 @@ import pytest
 from telemetry import Event, EventType, Metric, StorageError, TelemetryData, ValidationError
 from telemetry.models import new_id
 from telemetry.storage.database import MERGE_AT, MINUTE_NS, SCHEMA_VERSION, DatabaseStorage
-from tests.support import run_python
+from tests.helpers import run_python
 
 T0 = 1_796_083_200 * 1_000_000_000  # minute aligned
 SECOND = 1_000_000_000
@@ -133,7 +133,7 @@ class TestRollups:
                 )  # fmt: skip
                 assert aligned == pytest.approx(raw) or [
                     (b.start_ns, b.tags, b.count, pytest.approx(b.value)) for b in aligned
-                ] == [(b.start_ns, b.tags, b.count, b.value) for b in raw], agg
+                ] == [(b.start_ns, b.tags, b.count, b.value) for b in raw], agg  # type: ignore[comparison-overlap]
 
     def test_event_counts_rollup_and_raw_agree(self, tmp_path: Path) -> None:
         """Per-minute event counts equal a count over the events themselves."""

@@ -8,8 +8,6 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,23 +16,13 @@ import pytest
 from telemetry import Event, EventType, Metric, TelemetryData
 from telemetry.models import new_id
 from telemetry.storage.database import SCHEMA_VERSION, DatabaseStorage
+from tests.helpers import rimp
 
 SECOND = 1_000_000_000
 T0 = 1_796_083_200 * SECOND  # 2026-12-01T00:00:00Z
 SIZE = r"[\d,]+(?:\.\d)? (?:B|KiB|MiB|GiB)"
 EVENT_HEADER = ["kind", "id", "timestamp", "time_ns", "source", "event_type", "message", "metadata"]
 METRIC_HEADER = ["kind", "id", "timestamp", "time_ns", "name", "value", "unit", "tags"]
-
-
-def rimp(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telemetry.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=cwd,
-    )
 
 
 def sample() -> TelemetryData:

@@ -18,7 +18,8 @@ from telemetry import (
     ValidationError,
 )
 from telemetry.storage import MemoryStorage
-from tests.support import FlakyStorage, GatedStorage, wait_until
+from telemetry.testing import FlakyStorage, GatedStorage
+from tests.helpers import poll
 
 
 def make(storage: Any = None, **options: Any) -> TelemetryCollector:
@@ -86,13 +87,13 @@ class TestRecording:
         with make(buffer_size=10, flush_interval=60.0) as c:
             for i in range(10):
                 c.collect_metric("x", float(i))
-            assert wait_until(lambda: len(c.storage.query_metrics("x")) == 10, 5)
+            assert poll(lambda: len(c.storage.query_metrics("x")) == 10, 5)
 
     def test_interval_flushes_without_explicit_flush(self) -> None:
         """Records are stored within flush_interval without any call."""
         with make(flush_interval=0.05) as c:
             c.collect_event("s", "m")
-            assert wait_until(lambda: len(c.storage.query_events()) == 1, 5)
+            assert poll(lambda: len(c.storage.query_events()) == 1, 5)
 
 
 class TestValidation:
@@ -125,7 +126,8 @@ class TestValidation:
         from decimal import Decimal
 
         with make() as c:
-            values = [c.collect_metric("x", v) for v in (3, True, Decimal("2.5"))]
+            number_likes: list[Any] = [3, True, Decimal("2.5")]  # not floats, on purpose
+            values = [c.collect_metric("x", v) for v in number_likes]
             assert [m.value for m in values if m] == [3.0, 1.0, 2.5]
 
     @pytest.mark.parametrize(
@@ -237,7 +239,7 @@ class TestStorageFailures:
             for i in range(3):
                 c.collect_metric("x", float(i))
                 c.flush(5)
-            assert wait_until(lambda: len(storage.query_metrics("x")) == 3, 10)
+            assert poll(lambda: len(storage.query_metrics("x")) == 3, 10)
             assert [p.value for p in storage.query_metrics("x")] == [0.0, 1.0, 2.0]
             stats = c.stats()
             assert stats["storage_errors"] == 3
@@ -302,7 +304,7 @@ class TestClose:
 
 class TestStats:
     def test_stats_has_the_documented_keys(self) -> None:
-        """stats() holds every key API.md lists."""
+        """stats() holds every key the README documents."""
         with make() as c:
             keys = set(c.stats())
         assert {
@@ -369,7 +371,7 @@ class TestRobustness:
         assert s["buffered"] == 0
         assert s["dropped_by_reason"] == {"close_timeout": 1}
         storage.gate.set()
-        assert wait_until(lambda: len(storage.query_metrics("x")) == 1)
+        assert poll(lambda: len(storage.query_metrics("x")) == 1)
         assert [p.value for p in storage.query_metrics("x")] == [1.0]
 
     def test_instrument_points_are_counted(self) -> None:
@@ -408,7 +410,12 @@ class TestSubmit:
                 [Event("s", str(i), EventType.INFO, {}, i, new_id()) for i in range(50)],
                 [Metric("x", 1.0, "", {}, 1, new_id())],
             )
-            c.submit(batch, lambda ok: (results.append(ok), acked.set()))
+
+            def ack(ok: bool) -> None:
+                results.append(ok)
+                acked.set()
+
+            c.submit(batch, ack)
             assert acked.wait(5)
             assert results == [True]
             assert writes == [51]
@@ -426,7 +433,7 @@ class TestSubmit:
             TelemetryData([Event("s", "m", EventType.INFO, {}, 1, new_id())], []),
             results.append,
         )
-        assert wait_until(lambda: c.stats()["awaiting_retry"] == 1)
+        assert poll(lambda: c.stats()["awaiting_retry"] == 1)
         assert results == []
         assert c.pending() == 1
         c.close(0.3)

@@ -9,11 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from telemetry.models import EventType
 from telemetry.storage import AGGREGATES
 
-FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
+FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 GENERATED = FRONTEND / "src" / "constants.generated.js"
 
 
@@ -59,7 +60,7 @@ class TestGeneratedConstants:
 
     def test_check_flag_exits_1_when_stale(self, tmp_path: Path) -> None:
         """``--check`` exits 0 on the committed file and 1 on a changed one, writing nothing."""
-        generator = load_generator()
+        generator: Any = load_generator()
         assert generator.main(["--check"]) == 0
         generator.TARGET = tmp_path / "constants.generated.js"
         generator.TARGET.write_text("// stale\n", encoding="utf-8")

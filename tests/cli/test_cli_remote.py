@@ -9,29 +9,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import Server, free_port
-
-
-def rimp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telemetry.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.helpers import RimpServer, free_port, rimp, running
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("cli") / "data")
-    srv.start()
-    yield srv
-    srv.stop()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RimpServer]:
+    """One real server for the module: the commands talk to it over HTTP."""
+    with running(tmp_path_factory.mktemp("cli") / "data") as srv:
+        yield srv
 
 
 class TestSendAndQuery:
-    def test_a_sent_event_can_be_queried(self, server: Server) -> None:
+    def test_a_sent_event_can_be_queried(self, server: RimpServer) -> None:
         """`rimp send event` stores an event that `rimp query events --json` returns."""
         sent = rimp("send", "event", "--url", server.url, "--source", "cron",
                     "-m", "backup done", "--type", "warning", "--meta", "size=12GB")  # fmt: skip
@@ -46,7 +35,7 @@ class TestSendAndQuery:
         assert table.stdout.splitlines()[0].split() == ["time", "type", "source", "message"]
         assert "backup done" in table.stdout
 
-    def test_a_sent_metric_shows_in_series_and_aggregates(self, server: Server) -> None:
+    def test_a_sent_metric_shows_in_series_and_aggregates(self, server: RimpServer) -> None:
         """`rimp send metric` then `query series` and `query metrics --agg` see the point."""
         for value in ("70", "72"):
             result = rimp("send", "metric", "--url", server.url, "--name", "disk.used",
@@ -61,7 +50,9 @@ class TestSendAndQuery:
         assert groups[0]["tags"] == {"host": "db1"}
         assert groups[0]["buckets"][0]["value"] == 71.0
 
-    def test_bad_input_and_unreachable_servers_give_one_line_errors(self, server: Server) -> None:
+    def test_bad_input_and_unreachable_servers_give_one_line_errors(
+        self, server: RimpServer
+    ) -> None:
         """A server-side 400 and a refused connection both exit 1 with a clear message."""
         bad = rimp("query", "metrics", "x", "--url", server.url, "--agg", "median")
         assert bad.returncode == 1
@@ -74,7 +65,7 @@ class TestSendAndQuery:
 
 
 class TestTail:
-    def test_tail_prints_live_events_with_filters(self, server: Server) -> None:
+    def test_tail_prints_live_events_with_filters(self, server: RimpServer) -> None:
         """`rimp tail --count 2 --source` prints the next matching events and stops."""
         tail = subprocess.Popen(
             [
@@ -112,7 +103,7 @@ class TestTail:
 
 
 class TestBench:
-    def test_bench_reports_throughput_and_latency(self, server: Server) -> None:
+    def test_bench_reports_throughput_and_latency(self, server: RimpServer) -> None:
         """`rimp bench` sends the records and prints records/s and latency percentiles."""
         result = rimp("bench", "--url", server.url, "--records", "5000", "--concurrency", "2",
                       "--batch", "500")  # fmt: skip

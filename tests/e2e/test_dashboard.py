@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.server_support import RimpServer, poll, running, unique
+from tests.helpers import RimpServer, poll, running, unique
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Playwright

@@ -1,6 +1,6 @@
 """Tests of FileStorage specifics: JSON Lines segments, rotation, repair, failures, readers.
 
-The protocol itself is covered by ``test_storage_conformance.py``.
+The protocol itself is covered by ``tests/test_storage_conformance.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 from telemetry import Event, EventType, Metric, StorageError, TelemetryData, ValidationError
 from telemetry.models import new_id
 from telemetry.storage import FileStorage
+from tests.helpers import run_python
 
 SECOND = 1_000_000_000
 T0 = 1_800_000_000 * SECOND
@@ -47,16 +48,6 @@ def segments(directory: Path, kind: str = "events") -> list[Path]:
 def seqs(storage: FileStorage) -> list[int]:
     """The ``seq`` of every stored event, oldest first."""
     return [e.metadata["seq"] for e in reversed(storage.query_events(limit=None))]
-
-
-def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 class TestJsonLines:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Literal
 
 import pytest
 
@@ -36,7 +37,9 @@ def hammer(collector: TelemetryCollector) -> None:
 @pytest.mark.slow
 class TestEightThreads:
     @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
-    def test_stored_plus_dropped_equals_collected(self, policy: str) -> None:
+    def test_stored_plus_dropped_equals_collected(
+        self, policy: Literal["drop_newest", "drop_oldest"]
+    ) -> None:
         """8 x 100,000 records through a small buffer: every record is stored or counted."""
         collector = TelemetryCollector(
             TelemetryConfig(

@@ -1,0 +1,62 @@
+"""The decoders every network door runs on untrusted bytes, as fuzz targets.
+
+Each target takes raw bytes and must either decode them or refuse them with a
+:class:`telemetry.RequestError` (which the server answers as ``4xx``). Any other
+exception is a crash: the server would answer ``500``. The same targets run
+two ways:
+
+- in the test command, under hypothesis, bounded in time
+  (``tests/protocols/test_fuzz.py``);
+- for as long as you like under atheris (coverage-guided, libFuzzer):
+  ``.venv/bin/python fuzz/run.py native_events -- -max_total_time=600``
+  (``pip install atheris`` first; ``fuzz/run.py --list`` names the targets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from telemetry._time import parse_time
+from telemetry.errors import RequestError, ValidationError
+from telemetry.protocols.native import Limits, WireDecoder
+
+__all__ = ["TARGETS"]
+
+_DECODER = WireDecoder(Limits(max_records=1000))
+
+
+def _decode(kind: str, ndjson: bool, partial: bool) -> Callable[[bytes], object]:
+    def target(data: bytes) -> object:
+        try:
+            return _DECODER.decode(kind, data, ndjson=ndjson, partial=partial)
+        except RequestError:
+            return None
+
+    return target
+
+
+def _gunzip(data: bytes) -> object:
+    from telemetry.server.ingest import gunzip  # the server extra: imported when run
+
+    try:
+        return gunzip(data, 1 << 20)
+    except RequestError:
+        return None
+
+
+def _time(data: bytes) -> object:
+    try:
+        return parse_time(data.decode("utf-8", "replace"), "since", now_ns=0)
+    except ValidationError:
+        return None
+
+
+TARGETS: dict[str, Callable[[bytes], object]] = {
+    "native_events": _decode("events", ndjson=False, partial=False),
+    "native_events_partial": _decode("events", ndjson=False, partial=True),
+    "native_events_ndjson": _decode("events", ndjson=True, partial=True),
+    "native_metrics": _decode("metrics", ndjson=False, partial=True),
+    "native_batch": _decode("batch", ndjson=False, partial=True),
+    "gunzip": _gunzip,
+    "query_time": _time,
+}
