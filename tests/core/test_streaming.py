@@ -199,7 +199,8 @@ class TestIsolation:
             c.flush(5)
             # The fast consumer keeps up (on a loaded machine its thread may not run
             # between two flushes; then it too would lag past max_pending).
-            assert poll(lambda n=i + 1: len(seen.events) == n)
+            delivered = i + 1
+            assert poll(lambda: len(seen.events) == delivered)  # noqa: B023 - used at once
         assert stuck_started.wait(5)
         lagging = stream.stats()["consumers"]["stuck"]
         assert lagging["dropped_batches"] >= 6
