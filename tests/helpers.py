@@ -150,20 +150,22 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
 # --- the server in this process ----------------------------------------------------------------
 
 
+_LIMITS = set(Limits.__dataclass_fields__)
+
+
 def server_settings(
     data_dir: Path,
     *,
     storage: Storage | None = None,
     tokens: dict[str, str] | None = None,
-    max_pending: int | None = None,
-    **limits: int,
+    **options: Any,
 ) -> ServerSettings:
     """Settings as ``rimp serve`` builds them: a DatabaseStorage in ``data_dir`` unless
-    ``storage`` is given, ``tokens`` as {token: "scope[,scope]"}, ``limits`` as Limits fields."""
+    ``storage`` is given, ``tokens`` as {token: "scope[,scope]"}; ``options`` are Limits
+    fields or other ServerSettings fields (``max_pending``, ``live_queue_bytes``...)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    extra: dict[str, Any] = {}
-    if max_pending is not None:
-        extra["max_pending"] = max_pending
+    limits = {k: v for k, v in options.items() if k in _LIMITS}
+    extra = {k: v for k, v in options.items() if k not in _LIMITS}
     return ServerSettings(
         storage=storage if storage is not None else DatabaseStorage(data_dir / "telemetry.db"),
         data_dir=str(data_dir),

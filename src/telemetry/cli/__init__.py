@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a host name requests may use in Host and Origin besides localhost and the "
         "loopback addresses (repeatable); guards against DNS rebinding and cross-site pages",
     )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a connection's request headers must be complete within this time (default 10)",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
     from telemetry.cli.remote import add_remote_commands

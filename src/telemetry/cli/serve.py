@@ -18,6 +18,9 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     from telemetry.errors import ConfigError
 
+    if not args.header_timeout > 0:
+        print("rimp serve: --header-timeout: must be a number of seconds above 0", file=sys.stderr)
+        return 2
     try:
         limits = Limits(
             max_body_bytes=args.max_body_bytes,
@@ -41,4 +44,5 @@ def run_serve(args: argparse.Namespace) -> int:
         max_pending=args.max_pending,
         log_level=args.log_level,
         allowed_hosts=args.allowed_host,
+        header_timeout=args.header_timeout,
     )

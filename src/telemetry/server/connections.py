@@ -29,6 +29,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout = HEADER_TIMEOUT
     max_header_bytes = MAX_HEADER_BYTES
 
+    @classmethod
+    def with_timeout(cls, seconds: float) -> type[GuardedHttpProtocol]:
+        """This protocol with another header deadline (uvicorn takes a class, not options)."""
+        return type(cls.__name__, (cls,), {"header_timeout": seconds})
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None

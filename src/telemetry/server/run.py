@@ -18,7 +18,7 @@ from telemetry.errors import StorageError, TokenError
 from telemetry.protocols.native import Limits
 from telemetry.server.app import create_app
 from telemetry.server.auth import Tokens, is_loopback
-from telemetry.server.connections import MAX_HEADER_BYTES, GuardedHttpProtocol
+from telemetry.server.connections import HEADER_TIMEOUT, MAX_HEADER_BYTES, GuardedHttpProtocol
 from telemetry.server.hosts import LOOPBACK_NAMES, host_name
 from telemetry.server.settings import ServerSettings
 from telemetry.storage import Storage
@@ -66,6 +66,7 @@ def serve(
     max_pending: int = 100_000,
     log_level: str = "info",
     allowed_hosts: Sequence[str] = (),
+    header_timeout: float = HEADER_TIMEOUT,
 ) -> int:
     """Run until SIGTERM/SIGINT, then drain the pipeline into storage; return the exit code.
 
@@ -108,7 +109,7 @@ def serve(
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=30,
-        http=GuardedHttpProtocol,
+        http=GuardedHttpProtocol.with_timeout(header_timeout),
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     _redact_all_logs()  # after uvicorn.Config: it installs its own handlers
