@@ -94,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
         "loopback addresses (repeatable); guards against DNS rebinding and cross-site pages",
     )
     serve.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long an ingest request waits for storage before answering 503 (default 30)",
+    )
+    serve.add_argument(
         "--header-timeout",
         type=float,
         default=10.0,

@@ -18,9 +18,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     from telemetry.errors import ConfigError
 
-    if not args.header_timeout > 0:
-        print("rimp serve: --header-timeout: must be a number of seconds above 0", file=sys.stderr)
-        return 2
+    for flag, value in (("--header-timeout", args.header_timeout),
+                        ("--ack-timeout", args.ack_timeout)):  # fmt: skip
+        if not value > 0:
+            print(f"rimp serve: {flag}: must be a number of seconds above 0", file=sys.stderr)
+            return 2
     try:
         limits = Limits(
             max_body_bytes=args.max_body_bytes,
@@ -45,4 +47,5 @@ def run_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         allowed_hosts=args.allowed_host,
         header_timeout=args.header_timeout,
+        ack_timeout=args.ack_timeout,
     )

@@ -67,6 +67,7 @@ def serve(
     log_level: str = "info",
     allowed_hosts: Sequence[str] = (),
     header_timeout: float = HEADER_TIMEOUT,
+    ack_timeout: float = 30.0,
 ) -> int:
     """Run until SIGTERM/SIGINT, then drain the pipeline into storage; return the exit code.
 
@@ -99,6 +100,7 @@ def serve(
         max_pending=max_pending,
         demo=demo,
         allowed_hosts=_allowed_hosts(host, allowed_hosts),
+        ack_timeout=ack_timeout,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     app = create_app(settings)
