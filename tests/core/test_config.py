@@ -70,6 +70,12 @@ class TestValidation:
         assert str(err.value).startswith(f"{field}=")
         assert rule in str(err.value)
 
+    def test_default_capacity_grows_to_a_larger_buffer_size(self) -> None:
+        """Without a capacity given, a buffer_size above 100,000 makes room for itself."""
+        config = TelemetryConfig(buffer_size=170_000)
+        assert config.buffer_capacity == 170_000
+        assert TelemetryConfig(buffer_size=5).buffer_capacity == 100_000
+
     def test_buffer_size_cannot_exceed_capacity(self) -> None:
         """buffer_size above buffer_capacity is refused, naming both."""
         with pytest.raises(ConfigError, match="buffer_size=10: must not exceed buffer_capacity=5"):

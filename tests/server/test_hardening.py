@@ -419,3 +419,19 @@ class TestOpenAPI:
         }  # fmt: skip
         wire_event = document["components"]["schemas"]["WireEvent"]
         assert wire_event["required"] == ["source", "message"]
+
+
+class TestMetricsExposition:
+    def test_every_family_appears_once_and_parses(self, client: httpx.Client) -> None:
+        """Series whose sanitised names collide share one family; prometheus_client parses it."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        base = unique("coll").replace("-", "_")
+        names = [f"{base}.x", f"{base}_x", f"rimp.{base}", f"stored_rimp_{base}"]
+        r = client.post("/api/v1/metrics", json=[metric(n, 1.0, tags={"k": "v"}) for n in names])
+        assert r.status_code == 202, r.text
+        text = client.get("/metrics").text
+        families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+        assert len(families) == len(set(families))
+        parsed = {f.name for f in text_string_to_metric_families(text)}
+        assert {f"{base}_x", f"stored_rimp_{base}"} <= parsed
