@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import httpx
@@ -435,3 +435,37 @@ class TestMetricsExposition:
         assert len(families) == len(set(families))
         parsed = {f.name for f in text_string_to_metric_families(text)}
         assert {f"{base}_x", f"stored_rimp_{base}"} <= parsed
+
+
+class TestStalledReaders:
+    def test_a_reader_that_takes_nothing_is_dropped(self) -> None:
+        """An SSE write the reader does not take within the stall timeout ends the response
+        unfinished (the server then closes the connection), counted; the hub forgets it."""
+        import asyncio
+
+        from telemetry.server.live import _Feed
+
+        async def scenario() -> tuple[int, list[str], int]:
+            hub = LiveHub()
+            hub.bind(asyncio.get_running_loop())
+            client = hub.connect(Filters())
+            sent: list[str] = []
+            never = asyncio.Event()
+
+            async def receive() -> dict[str, Any]:
+                await never.wait()
+                return {"type": "http.disconnect"}
+
+            async def send(message: MutableMapping[str, Any]) -> None:
+                sent.append(message["type"])
+                if message["type"] == "http.response.body":
+                    await never.wait()  # a socket whose reader stopped reading
+
+            feed = _Feed(hub, client, stall_timeout=0.2)
+            await asyncio.wait_for(feed({"type": "http"}, receive, send), 10)
+            return hub.stalled, sent, hub.stats()["clients"]
+
+        stalled, sent, clients = asyncio.run(scenario())
+        assert stalled == 1
+        assert sent == ["http.response.start", "http.response.body"]  # never completed
+        assert clients == 0

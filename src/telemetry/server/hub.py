@@ -24,12 +24,22 @@ from telemetry._jsonform import encode as _encode
 from telemetry._jsonform import event_to_wire, metric_to_wire
 from telemetry.models import Event, Metric, TelemetryData
 
-__all__ = ["Client", "Filters", "HubStats", "LiveHub", "encode_item", "record_size"]
+__all__ = [
+    "SEND_BYTES",
+    "Client",
+    "Filters",
+    "HubStats",
+    "LiveHub",
+    "encode_item",
+    "record_size",
+]
 
 Item = tuple[str, Event | Metric, int]
 """A record as the hub holds it: its kind (``event``/``metric``), the record, its size."""
 
 _OVERHEAD = 160  # the JSON field names, the id and both times of one record
+SEND_BYTES = 256 * 1024
+"""The most record bytes one live client is handed (and its handler encodes) at a time."""
 
 
 def record_size(kind: str, record: Event | Metric) -> int:
@@ -101,6 +111,7 @@ class HubStats(TypedDict):
     window: int
     window_bytes: int
     disconnected_slow: int
+    stalled: int
 
 
 class Client:
@@ -172,17 +183,27 @@ class Client:
             self.closed_code = code
         self.ready.set()
 
-    async def next(self, timeout: float) -> list[Item]:
-        """Wait up to ``timeout`` seconds for records; return what is queued (maybe none)."""
+    async def next(self, timeout: float, max_bytes: int = SEND_BYTES) -> list[Item]:
+        """Wait up to ``timeout`` seconds for records; return the oldest queued (maybe none).
+
+        At most ``max_bytes`` of them (at least one record): what a handler encodes and
+        hands to the socket at once stays small, and the rest waits here, where it
+        counts against this client's bound, instead of in a socket buffer.
+        """
         if not self.queue and self.closed_reason is None:
             self.ready.clear()
             try:
                 await asyncio.wait_for(self.ready.wait(), timeout)
             except TimeoutError:
                 return []
-        items = list(self.queue)
-        self.queue.clear()
-        self.queued_bytes = 0
+        queue = self.queue
+        items: list[Item] = []
+        size = 0
+        while queue and (not items or size + queue[0][2] <= max_bytes):
+            item = queue.popleft()
+            items.append(item)
+            size += item[2]
+        self.queued_bytes -= size
         self.sent += len(items)
         return items
 
@@ -211,6 +232,7 @@ class LiveHub:
         self.max_queue_bytes = max_queue_bytes
         self.clients: set[Client] = set()
         self.disconnected_slow = 0
+        self.stalled = 0  # readers whose connection was closed for not reading
         self._recent: deque[Item] = deque()
         self._recent_bytes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -289,4 +311,5 @@ class LiveHub:
             "window": len(self._recent),
             "window_bytes": self._recent_bytes,
             "disconnected_slow": self.disconnected_slow,
+            "stalled": self.stalled,
         }

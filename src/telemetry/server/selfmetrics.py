@@ -122,6 +122,9 @@ def exposition(state: ServerState, series: list[SeriesInfo]) -> str:
                [({}, storage_bytes)])  # fmt: skip
     family("rimp_live_clients", "gauge", "Connected SSE and WebSocket clients.",
            [({}, hub["clients"])])  # fmt: skip
+    family("rimp_live_stalled_total", "counter",
+           "Live readers dropped, with their connection, for taking no data for 30 s.",
+           [({}, hub["stalled"])])  # fmt: skip
     family("rimp_live_disconnected_slow_total", "counter",
            "Live clients cut off for not keeping up.",
            [({}, hub["disconnected_slow"])])  # fmt: skip

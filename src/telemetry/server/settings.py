@@ -31,6 +31,8 @@ class ServerSettings:
         live_window_bytes: the most bytes that window holds.
         live_queue: records queued per live client before it is cut off (or sampled).
         live_queue_bytes: bytes queued per live client before it is cut off (or sampled).
+        live_stall_timeout: seconds a live reader may take no data before it is dropped
+            and its connection closed.
         batch_size: records waiting that make the pipeline write at once.
         flush_interval: seconds between writes when fewer records wait.
         drain_timeout: seconds a shutdown may spend storing what was accepted.
@@ -55,6 +57,7 @@ class ServerSettings:
     live_window_bytes: int = 64 * 2**20
     live_queue: int = 10_000
     live_queue_bytes: int = 16 * 2**20
+    live_stall_timeout: float = 30.0
     batch_size: int = 10_000
     flush_interval: float = 1.0
     drain_timeout: float = 30.0
@@ -73,7 +76,13 @@ class ServerSettings:
             "batch_size",
         ):
             check_int(name, getattr(self, name), minimum=1)
-        for name in ("ack_timeout", "flush_interval", "drain_timeout", "idempotency_ttl"):
+        for name in (
+            "ack_timeout",
+            "flush_interval",
+            "drain_timeout",
+            "idempotency_ttl",
+            "live_stall_timeout",
+        ):
             check_seconds(name, getattr(self, name), positive=True)
 
     def collector_config(self) -> TelemetryConfig:
