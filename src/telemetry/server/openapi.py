@@ -51,6 +51,7 @@ _INGEST_ERRORS = {
     "503": _error("storage is failing or did not confirm in time: retry with the same key"),
 }
 _QUERY_ERRORS = {**_ERRORS, "503": _error("storage does not answer")}
+_NAMED_ERRORS = {**_QUERY_ERRORS, "404": _error("no such path (a name with a line break)")}
 
 
 def _param(name: str, where: str, schema: dict[str, Any], doc: str, **extra: Any) -> dict[str, Any]:
