@@ -339,6 +339,12 @@ class TestLiveFeedParameters:
             assert sse.response is not None
             assert sse.response.status_code == 200
 
+    def test_the_feed_closes_its_connection_when_it_ends(self, app_server: AppServer) -> None:
+        """An SSE response says Connection: close: a cut-off client keeps no socket."""
+        with app_server.sse() as sse:
+            assert sse.response is not None
+            assert sse.response.headers["connection"] == "close"
+
     def test_an_unknown_type_is_400(self, client: httpx.Client) -> None:
         """A type that no event can have is refused, as on the query endpoints."""
         error = error_of(client.get("/api/v1/stream", params={"type": "fatal"}), 400)

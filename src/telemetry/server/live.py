@@ -84,6 +84,9 @@ class _Feed(Response):
             (b"content-type", b"text/event-stream; charset=utf-8"),
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
+            # No request ever follows an endless response: when the feed ends (the
+            # client was cut off, or the server stops) the connection goes with it.
+            (b"connection", b"close"),
         ]
         self.hub = hub
         self.client = client
