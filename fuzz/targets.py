@@ -36,7 +36,7 @@ def _decode(kind: str, ndjson: bool, partial: bool) -> Callable[[bytes], object]
 
 
 def _gunzip(data: bytes) -> object:
-    from telemetry.server.ingest import gunzip  # the server extra: imported when run
+    from telemetry.server.doors import gunzip  # the server extra: imported when run
 
     try:
         return gunzip(data, 1 << 20)

@@ -109,6 +109,14 @@ def exposition(state: ServerState, series: list[SeriesInfo]) -> str:
     )
     family("rimp_records_stored_total", "counter", "Records written to storage.",
            [({}, stats["records_flushed"])])  # fmt: skip
+    family("rimp_door_requests_total", "counter",
+           "Ingest requests answered, by door and HTTP status.",
+           [({"door": d, "status": str(c)}, v)
+            for (d, c), v in sorted(state.door_requests.items())])  # fmt: skip
+    family("rimp_door_records_total", "counter",
+           "Records each door accepted (stored) or rejected.",
+           [({"door": d, "outcome": o}, v)
+            for (d, o), v in sorted(state.door_records.items())])  # fmt: skip
     family("rimp_series_folded_total", "counter",
            "Metric points moved to the overflow series by the per-name tag-set limit.",
            [({}, stats["cardinality_overflow"])])  # fmt: skip

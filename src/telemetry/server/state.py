@@ -34,6 +34,8 @@ class ServerState:
         )
         self.received: dict[str, int] = {"event": 0, "metric": 0}
         self.rejected: dict[str, int] = {}
+        self.door_requests: dict[tuple[str, int], int] = {}
+        self.door_records: dict[tuple[str, str], int] = {}
         self.idempotent = IdempotencyCache(
             max_keys=settings.idempotency_keys,
             max_bytes=settings.idempotency_bytes,
@@ -48,3 +50,13 @@ class ServerState:
     def reject(self, reason: str, n: int = 1) -> None:
         """Count ``n`` rejected records under ``reason``."""
         self.rejected[reason] = self.rejected.get(reason, 0) + n
+
+    def count_request(self, door: str, status: int) -> None:
+        """Count one request answered by ``door`` with ``status``."""
+        key = (door, status)
+        self.door_requests[key] = self.door_requests.get(key, 0) + 1
+
+    def count_records(self, door: str, outcome: str, n: int) -> None:
+        """Count ``n`` records of ``door`` that were ``accepted`` or ``rejected``."""
+        key = (door, outcome)
+        self.door_records[key] = self.door_records.get(key, 0) + n
