@@ -22,7 +22,16 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from telemetry.collector import TelemetryCollector
-from telemetry.server import dashboard, health, ingest, live, openapi, queries, selfmetrics
+from telemetry.server import (
+    dashboard,
+    health,
+    ingest,
+    live,
+    openapi,
+    otlp,
+    queries,
+    selfmetrics,
+)
 from telemetry.server.auth import AuthMiddleware
 from telemetry.server.errors import http_exception
 from telemetry.server.hosts import HostGuard
@@ -44,6 +53,9 @@ def _routes() -> list[BaseRoute]:
         Route("/api/v1/series", queries.get_series, methods=["GET"]),
         Route("/api/v1/metrics/{name:path}/aggregate", queries.get_aggregate, methods=["GET"]),
         Route("/api/v1/metrics/{name:path}", queries.get_metric, methods=["GET"]),
+        Route("/v1/logs", otlp.post_logs, methods=["POST"]),
+        Route("/v1/metrics", otlp.post_metrics, methods=["POST"]),
+        Route("/v1/traces", otlp.post_traces, methods=["POST"]),
         Route("/api/v1/stream", live.get_stream, methods=["GET"]),
         WebSocketRoute("/api/v1/stream/ws", live.stream_ws),
         Route("/healthz", health.healthz, methods=["GET"]),
