@@ -44,6 +44,18 @@ def _gunzip(data: bytes) -> object:
         return None
 
 
+def _otlp(signal: str, json: bool) -> Callable[[bytes], object]:
+    from telemetry.protocols import otlp  # the server extra: imported when run
+
+    def target(data: bytes) -> object:
+        try:
+            return otlp.decode(signal, data, json=json, limits=Limits())
+        except RequestError:
+            return None
+
+    return target
+
+
 def _time(data: bytes) -> object:
     try:
         return parse_time(data.decode("utf-8", "replace"), "since", now_ns=0)
@@ -58,5 +70,11 @@ TARGETS: dict[str, Callable[[bytes], object]] = {
     "native_metrics": _decode("metrics", ndjson=False, partial=True),
     "native_batch": _decode("batch", ndjson=False, partial=True),
     "gunzip": _gunzip,
+    "otlp_logs_json": _otlp("logs", json=True),
+    "otlp_logs_protobuf": _otlp("logs", json=False),
+    "otlp_metrics_json": _otlp("metrics", json=True),
+    "otlp_metrics_protobuf": _otlp("metrics", json=False),
+    "otlp_traces_json": _otlp("traces", json=True),
+    "otlp_traces_protobuf": _otlp("traces", json=False),
     "query_time": _time,
 }

@@ -111,3 +111,16 @@ class TestDoors:
             assert r.status_code in (200, 400), (r.status_code, r.text, params)
 
         check()
+
+    @pytest.mark.parametrize("path", ["/v1/logs", "/v1/metrics", "/v1/traces"])
+    def test_no_body_makes_an_otlp_door_fail(self, client: httpx.Client, path: str) -> None:
+        """Any body as protobuf or OTLP-JSON: 200 or a 4xx with a Status body, never a 5xx."""
+
+        @FUZZ
+        @given(body=BODIES, proto=st.booleans())
+        def check(body: bytes, proto: bool) -> None:
+            kind = "application/x-protobuf" if proto else "application/json"
+            r = client.post(path, content=body, headers={"Content-Type": kind})
+            assert r.status_code in (200, 400, 413), (r.status_code, r.text)
+
+        check()
