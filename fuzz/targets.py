@@ -56,6 +56,19 @@ def _otlp(signal: str, json: bool) -> Callable[[bytes], object]:
     return target
 
 
+def _remote_write(data: bytes) -> object:
+    import cramjam
+
+    from telemetry.protocols import remote_write  # the server extra: imported when run
+
+    for body in (data, bytes(cramjam.snappy.compress_raw(data))):
+        try:
+            remote_write.decode(body, limits=Limits())
+        except RequestError:
+            pass
+    return None
+
+
 def _time(data: bytes) -> object:
     try:
         return parse_time(data.decode("utf-8", "replace"), "since", now_ns=0)
@@ -76,5 +89,6 @@ TARGETS: dict[str, Callable[[bytes], object]] = {
     "otlp_metrics_protobuf": _otlp("metrics", json=False),
     "otlp_traces_json": _otlp("traces", json=True),
     "otlp_traces_protobuf": _otlp("traces", json=False),
+    "remote_write": _remote_write,
     "query_time": _time,
 }

@@ -30,6 +30,7 @@ from telemetry.server import (
     openapi,
     otlp,
     queries,
+    remote_write,
     selfmetrics,
 )
 from telemetry.server.auth import AuthMiddleware
@@ -56,6 +57,8 @@ def _routes() -> list[BaseRoute]:
         Route("/v1/logs", otlp.post_logs, methods=["POST"]),
         Route("/v1/metrics", otlp.post_metrics, methods=["POST"]),
         Route("/v1/traces", otlp.post_traces, methods=["POST"]),
+        Route("/api/v1/write", remote_write.post_write, methods=["POST"]),
+        Route("/prometheus/api/v1/write", remote_write.post_write, methods=["POST"]),
         Route("/api/v1/stream", live.get_stream, methods=["GET"]),
         WebSocketRoute("/api/v1/stream/ws", live.stream_ws),
         Route("/healthz", health.healthz, methods=["GET"]),

@@ -65,8 +65,12 @@ class Wire(Protocol):
         """An error answer's body."""
 
 
-async def read_body(request: Request, limit: int, *, gzip: bool = True) -> bytes:
+async def read_body(
+    request: Request, limit: int, *, gzip: bool = True, raw: tuple[str, ...] = ()
+) -> bytes:
     """The request body, gzip inflated, never more than ``limit`` bytes before or after.
+
+    ``raw`` names encodings the door decodes itself (remote_write's ``snappy``).
 
     Raises:
         RequestError: over the limit (413), a gzip body that does not inflate (400),
@@ -86,8 +90,8 @@ async def read_body(request: Request, limit: int, *, gzip: bool = True) -> bytes
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding == "gzip" and gzip:
         return gunzip(body, limit)
-    if encoding not in ("identity", ""):
-        accepted = "gzip or none" if gzip else "none"
+    if encoding not in ("identity", "", *raw):
+        accepted = " or ".join([*raw, *(["gzip"] if gzip else []), "none"])
         raise RequestError(
             "unsupported_encoding", f"Content-Encoding {encoding!r}: use {accepted}", status=415
         )
@@ -146,6 +150,7 @@ async def handle(
     wire: Wire,
     *,
     gzip: bool = True,
+    raw: tuple[str, ...] = (),
     implicit_key: bool = False,
 ) -> Response:
     """Take one ingest request through ``wire``; the response to send.
@@ -154,6 +159,7 @@ async def handle(
         request: the request.
         wire: the door's format (decoding and answers).
         gzip: whether the door takes ``Content-Encoding: gzip``.
+        raw: content encodings the wire decodes itself (left as they came).
         implicit_key: without an ``Idempotency-Key`` header, key the request by a
             hash of its body (for protocols whose clients retry without keys).
     """
@@ -165,14 +171,17 @@ async def handle(
         except RequestError as err:
             return _refuse(state, wire, err)
         status, payload = await _once(
-            state, wire, key, lambda: _read_then_accept(request, state, wire, gzip, key)
+            state,
+            wire,
+            key,
+            lambda: _read_then_accept(request, state, wire, key, gzip=gzip, raw=raw),
         )
         return _respond(wire, status, payload)
     if not implicit_key:
-        status, payload, _ = await _read_then_accept(request, state, wire, gzip, None)
+        status, payload, _ = await _read_then_accept(request, state, wire, None, gzip=gzip, raw=raw)
         return _respond(wire, status, payload)
     try:
-        body = await read_body(request, state.settings.limits.max_body_bytes, gzip=gzip)
+        body = await read_body(request, state.settings.limits.max_body_bytes, gzip=gzip, raw=raw)
     except RequestError as err:
         return _refuse(state, wire, err)
     key = body_key(wire.door, body)
@@ -240,10 +249,16 @@ _NOT_YET = "the batch is not stored yet; retry the same request"
 
 
 async def _read_then_accept(
-    request: Request, state: ServerState, wire: Wire, gzip: bool, key: str | None
+    request: Request,
+    state: ServerState,
+    wire: Wire,
+    key: str | None,
+    *,
+    gzip: bool,
+    raw: tuple[str, ...],
 ) -> Outcome:
     try:
-        body = await read_body(request, state.settings.limits.max_body_bytes, gzip=gzip)
+        body = await read_body(request, state.settings.limits.max_body_bytes, gzip=gzip, raw=raw)
     except RequestError as err:
         state.reject(err.code)
         state.count_request(wire.door, err.status)
