@@ -14,6 +14,7 @@ two ways:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from telemetry._time import parse_time
@@ -62,10 +63,8 @@ def _remote_write(data: bytes) -> object:
     from telemetry.protocols import remote_write  # the server extra: imported when run
 
     for body in (data, bytes(cramjam.snappy.compress_raw(data))):
-        try:
+        with contextlib.suppress(RequestError):
             remote_write.decode(body, limits=Limits())
-        except RequestError:
-            pass
     return None
 
 
