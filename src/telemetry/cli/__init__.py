@@ -94,6 +94,20 @@ def _parser() -> argparse.ArgumentParser:
         "loopback addresses (repeatable); guards against DNS rebinding and cross-site pages",
     )
     serve.add_argument(
+        "--statsd-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also take StatsD and DogStatsD lines over UDP on this port (off by default)",
+    )
+    serve.add_argument(
+        "--statsd-flush-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="StatsD aggregation interval (default 10)",
+    )
+    serve.add_argument(
         "--ack-timeout",
         type=float,
         default=30.0,

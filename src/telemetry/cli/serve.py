@@ -19,7 +19,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from telemetry.errors import ConfigError
 
     for flag, value in (("--header-timeout", args.header_timeout),
-                        ("--ack-timeout", args.ack_timeout)):  # fmt: skip
+                        ("--ack-timeout", args.ack_timeout),
+                        ("--statsd-flush-interval", args.statsd_flush_interval)):  # fmt: skip
         if not value > 0:
             print(f"rimp serve: {flag}: must be a number of seconds above 0", file=sys.stderr)
             return 2
@@ -48,4 +49,6 @@ def run_serve(args: argparse.Namespace) -> int:
         allowed_hosts=args.allowed_host,
         header_timeout=args.header_timeout,
         ack_timeout=args.ack_timeout,
+        statsd_port=args.statsd_port,
+        statsd_flush_interval=args.statsd_flush_interval,
     )

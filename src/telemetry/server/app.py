@@ -38,6 +38,7 @@ from telemetry.server.errors import http_exception
 from telemetry.server.hosts import HostGuard
 from telemetry.server.settings import ServerSettings
 from telemetry.server.state import ServerState
+from telemetry.server.statsd import StatsdDoor
 from telemetry.storage import DatabaseStorage, Storage
 from telemetry.streaming import TelemetryStream
 
@@ -91,9 +92,14 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
         state.stream.add_consumer(state.hub.publish, name="live-hub")
         state.stream.start()
         demo = _start_demo(state) if settings.demo else []
+        if settings.statsd_port is not None:
+            state.statsd = StatsdDoor(state, settings.statsd_flush_interval)
+            await state.statsd.start(settings.statsd_host, settings.statsd_port)
         try:
             yield
         finally:
+            if state.statsd is not None:
+                await state.statsd.stop()
             state.demo_stop.set()
             for thread in demo:
                 thread.join(5)

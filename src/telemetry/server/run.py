@@ -68,6 +68,8 @@ def serve(
     allowed_hosts: Sequence[str] = (),
     header_timeout: float = HEADER_TIMEOUT,
     ack_timeout: float = 30.0,
+    statsd_port: int | None = None,
+    statsd_flush_interval: float = 10.0,
 ) -> int:
     """Run until SIGTERM/SIGINT, then drain the pipeline into storage; return the exit code.
 
@@ -101,6 +103,9 @@ def serve(
         demo=demo,
         allowed_hosts=_allowed_hosts(host, allowed_hosts),
         ack_timeout=ack_timeout,
+        statsd_port=statsd_port,
+        statsd_host=host,
+        statsd_flush_interval=statsd_flush_interval,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     app = create_app(settings)
@@ -117,7 +122,8 @@ def serve(
     _redact_all_logs()  # after uvicorn.Config: it installs its own handlers
     server = _Server(config, lambda: app.state.rimp.hub.close_all("the server is shutting down"))
     auth = "tokens required" if tokens.enabled else "open (loopback, no tokens)"
-    print(f"RIMP serving http://{host}:{port} - storage {backend}, {auth}", flush=True)
+    statsd = f", StatsD on udp://{host}:{statsd_port}" if statsd_port is not None else ""
+    print(f"RIMP serving http://{host}:{port} - storage {backend}, {auth}{statsd}", flush=True)
     server.run()
     return 0
 

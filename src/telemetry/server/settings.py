@@ -38,6 +38,10 @@ class ServerSettings:
         drain_timeout: seconds a shutdown may spend storing what was accepted.
         allowed_hosts: the host names a request's ``Host`` and ``Origin`` may carry
             (see :mod:`telemetry.server.hosts`); ``None`` accepts any.
+        statsd_port: a UDP port for StatsD and DogStatsD lines; ``None`` listens on none
+            (``0`` takes a free port, for tests).
+        statsd_host: the address the StatsD port binds.
+        statsd_flush_interval: seconds per StatsD aggregation interval.
         demo: also record synthetic traffic from fake services.
 
     Raises:
@@ -62,6 +66,9 @@ class ServerSettings:
     flush_interval: float = 1.0
     drain_timeout: float = 30.0
     allowed_hosts: frozenset[str] | None = None
+    statsd_port: int | None = None
+    statsd_host: str = "127.0.0.1"
+    statsd_flush_interval: float = 10.0
     demo: bool = False
 
     def __post_init__(self) -> None:
@@ -82,8 +89,12 @@ class ServerSettings:
             "drain_timeout",
             "idempotency_ttl",
             "live_stall_timeout",
+            "statsd_flush_interval",
         ):
             check_seconds(name, getattr(self, name), positive=True)
+
+        if self.statsd_port is not None:
+            check_int("statsd_port", self.statsd_port, minimum=0)
 
     def collector_config(self) -> TelemetryConfig:
         """The configuration of the collector the server runs.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from telemetry.collector import TelemetryCollector
 from telemetry.protocols.native import WireDecoder
@@ -13,6 +14,9 @@ from telemetry.server.idempotency import IdempotencyCache
 from telemetry.server.settings import ServerSettings
 from telemetry.streaming import TelemetryStream
 
+if TYPE_CHECKING:
+    from telemetry.server.statsd import StatsdDoor
+
 __all__ = ["ServerState"]
 
 
@@ -21,6 +25,7 @@ class ServerState:
 
     collector: TelemetryCollector
     stream: TelemetryStream
+    statsd: StatsdDoor | None = None
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
