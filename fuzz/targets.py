@@ -68,6 +68,14 @@ def _remote_write(data: bytes) -> object:
     return None
 
 
+def _statsd(data: bytes) -> object:
+    from telemetry.protocols.statsd import Aggregator, parse
+
+    aggregator = Aggregator()
+    aggregator.add(parse(data, 0))  # never raises: bad lines are counted
+    return aggregator.flush(1)
+
+
 def _time(data: bytes) -> object:
     try:
         return parse_time(data.decode("utf-8", "replace"), "since", now_ns=0)
@@ -89,5 +97,6 @@ TARGETS: dict[str, Callable[[bytes], object]] = {
     "otlp_traces_json": _otlp("traces", json=True),
     "otlp_traces_protobuf": _otlp("traces", json=False),
     "remote_write": _remote_write,
+    "statsd": _statsd,
     "query_time": _time,
 }

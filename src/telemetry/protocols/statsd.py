@@ -135,9 +135,10 @@ def _event(line: str, now_ns: int) -> Event:
     title = body[:title_len]
     if body[title_len : title_len + 1] != "|":
         raise ValueError(line)
-    message_text = body[title_len + 1 : title_len + 1 + text_len].replace("\\n", "\n")
-    if len(message_text) != text_len:
+    encoded_text = body[title_len + 1 : title_len + 1 + text_len]
+    if len(encoded_text) != text_len:  # the lengths count the text as sent
         raise ValueError(line)
+    message_text = encoded_text.replace("\\n", "\n")
     meta: dict[str, object] = {"title": title}
     kind = EventType.INFO
     source = "statsd"
