@@ -76,6 +76,18 @@ def _statsd(data: bytes) -> object:
     return aggregator.flush(1)
 
 
+def _loki(data: bytes) -> object:
+    import cramjam
+
+    from telemetry.protocols import loki  # the server extra: imported when run
+
+    with contextlib.suppress(RequestError):
+        loki.decode_json(data, limits=Limits())
+    with contextlib.suppress(RequestError):
+        loki.decode_protobuf(bytes(cramjam.snappy.compress_raw(data)), limits=Limits())
+    return None
+
+
 def _time(data: bytes) -> object:
     try:
         return parse_time(data.decode("utf-8", "replace"), "since", now_ns=0)
@@ -98,5 +110,6 @@ TARGETS: dict[str, Callable[[bytes], object]] = {
     "otlp_traces_protobuf": _otlp("traces", json=False),
     "remote_write": _remote_write,
     "statsd": _statsd,
+    "loki": _loki,
     "query_time": _time,
 }
