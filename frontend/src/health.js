@@ -20,6 +20,17 @@ export function parseExposition(text) {
   return totals;
 }
 
+/** ``{door: records stored}`` from the rimp_door_records_total samples of a /metrics page. */
+export function doorTotals(text) {
+  const totals = {};
+  const sample = /^rimp_door_records_total\{door="([^"]+)",outcome="accepted"\}\s+(\S+)/;
+  for (const line of text.split('\n')) {
+    const m = sample.exec(line);
+    if (m && Number.isFinite(Number(m[2]))) totals[m[1]] = Number(m[2]);
+  }
+  return totals;
+}
+
 export class Health {
   constructor() {
     this.previous = null;
@@ -39,7 +50,8 @@ export class Health {
   async read() {
     clearTimeout(this.timer);
     try {
-      const figures = parseExposition(await getText('metrics'));
+      const text = await getText('metrics');
+      const figures = parseExposition(text);
       const now = performance.now();
       const received = figures.rimp_records_received_total ?? NaN;
       if (this.previous && Number.isFinite(received)) {
@@ -56,6 +68,10 @@ export class Health {
       this.set('h-queue', formatNumber(figures.rimp_queue_depth ?? NaN));
       const bytes = figures.rimp_storage_bytes ?? figures.rimp_storage_size_bytes;
       this.set('h-storage', bytes === undefined ? 'n/a' : formatBytes(bytes));
+      const doors = Object.entries(doorTotals(text));
+      this.set('h-doors', doors.length
+        ? doors.map(([door, n]) => `${door} ${formatNumber(n)}`).join(' · ')
+        : 'none yet');
       $('health').dataset.state = 'ok';
     } catch {
       $('health').dataset.state = 'error';

@@ -218,6 +218,9 @@ class TestPage:
         assert page.locator("#add-chart").is_visible()
         # the page's own streams are live clients (read every 3 s)
         wait_js(page, "Number(document.getElementById('h-clients').textContent) >= 1")
+        # what each ingest door stored
+        post(server, "/api/v1/events", event(unique("door"), "through the native door"))
+        wait_js(page, "/native \\d/.test(document.getElementById('h-doors').textContent)")
         # the embedded database's size on disk, not "n/a"
         wait_js(page, "/\\d+(\\.\\d+)? (B|KiB|MiB|GiB)/.test("
                       "document.getElementById('h-storage').textContent)")  # fmt: skip
