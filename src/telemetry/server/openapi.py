@@ -63,28 +63,45 @@ _SINCE = _param(
     "since", "query", _TIME, "window start, inclusive (RFC 3339, Unix seconds, -15m, now)"
 )
 _UNTIL = _param("until", "query", _TIME, "window end, exclusive")
-_BUCKET = _param("bucket", "query", {"type": "string", "examples": ["60", "1m", "1h"]},
-                 "bucket width: seconds or a duration")  # fmt: skip
-_TYPE = _param("type", "query", {"type": "string", "enum": [t.value for t in EventType]},
-               "event type")  # fmt: skip
+_BUCKET = _param(
+    "bucket",
+    "query",
+    {"type": "string", "examples": ["60", "1m", "1h"]},
+    "bucket width: seconds or a duration",
+)
+_TYPE = _param(
+    "type", "query", {"type": "string", "enum": [t.value for t in EventType]}, "event type"
+)
 _NAME = _param("name", "path", {"type": "string", "minLength": 1}, "metric name", required=True)
-_TAGS = _param("tags", "query", {"type": "array", "items": {"type": "string"}},
-               "tag filters as key:value (repeatable)", style="form", explode=True)  # fmt: skip
+_TAGS = _param(
+    "tags",
+    "query",
+    {"type": "array", "items": {"type": "string"}},
+    "tag filters as key:value (repeatable)",
+    style="form",
+    explode=True,
+)
 _IDEMPOTENCY = _param(
-    "Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 256},
+    "Idempotency-Key",
+    "header",
+    {"type": "string", "minLength": 1, "maxLength": 256},
     "stores the request once however often it is sent",
-)  # fmt: skip
+)
 _PARTIAL = _param(
     "partial", "query", {"type": "boolean"}, "store the valid records, list the others"
 )
 _FEED = [
-    _param("kind", "query", {"type": "string", "enum": ["event", "metric", "events", "metrics"]},
-           "record kind"),
+    _param(
+        "kind",
+        "query",
+        {"type": "string", "enum": ["event", "metric", "events", "metrics"]},
+        "record kind",
+    ),
     _param("source", "query", {"type": "string"}, "event sources (comma-separated)"),
     _param("type", "query", {"type": "string"}, "event types (comma-separated)"),
     _param("name", "query", {"type": "string"}, "metric names (comma-separated)"),
     _param("mode", "query", {"type": "string", "enum": ["sample"]}, "sample, never cut off"),
-]  # fmt: skip
+]
 
 
 def _ingest(summary: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -107,14 +124,61 @@ def _ingest(summary: str, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def _door(
+    summary: str, request: dict[str, Any], ok: str, ok_content: dict[str, Any]
+) -> dict[str, Any]:
+    """A standard-format door: its request types, success answer and errors (any type)."""
+    error = {
+        "description": "refused (see docs/integrations.md)",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/x-protobuf": {"schema": _BINARY},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
+    ok_response: dict[str, Any] = {"description": "stored"}
+    if ok_content:
+        ok_response["content"] = ok_content
+    responses = {
+        ok: ok_response,
+        **dict.fromkeys(("400", "401", "403", "413", "415", "429", "503"), error),
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": request},
+            "responses": responses,
+        }
+    }
+
+
+def _otlp(signal: str) -> dict[str, Any]:
+    return _door(
+        f"OTLP/HTTP {signal} (see docs/integrations.md)",
+        {
+            "application/x-protobuf": {"schema": _BINARY},
+            "application/json": {"schema": {"type": "object"}},
+        },
+        "200",
+        {
+            "application/x-protobuf": {"schema": _BINARY},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    )
+
+
 def _get(summary: str, params: list[dict[str, Any]], result: dict[str, Any]) -> dict[str, Any]:
+    errors = _NAMED_ERRORS if any(p["in"] == "path" for p in params) else _QUERY_ERRORS
     return {
         "get": {
             "summary": summary,
             "parameters": params,
             "responses": {
                 "200": {"description": "found", "content": _json(result)},
-                **_QUERY_ERRORS,
+                **errors,
             },
         }
     }
@@ -242,6 +306,24 @@ def document() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/logs": _otlp("logs"),
+        "/v1/metrics": _otlp("metrics"),
+        "/v1/traces": _otlp("traces"),
+        "/api/v1/write": _door(
+            "Prometheus remote_write 1.0 (snappy + protobuf)",
+            {"application/x-protobuf": {"schema": _BINARY}},
+            "204",
+            {},
+        ),
+        "/loki/api/v1/push": _door(
+            "Loki push (JSON, or snappy + protobuf)",
+            {
+                "application/json": {"schema": {"type": "object"}},
+                "application/x-protobuf": {"schema": _BINARY},
+            },
+            "204",
+            {},
+        ),
         "/healthz": _get("Liveness", [], {"type": "object"}),
         "/readyz": _get("Readiness: storage answers", [], {"type": "object"}),
         "/metrics": {
