@@ -421,7 +421,8 @@ class TestOpenAPI:
         assert set(document["paths"]) >= {
             "/api/v1/events", "/api/v1/metrics", "/api/v1/batch", "/api/v1/events/counts",
             "/api/v1/series", "/api/v1/metrics/{name}", "/api/v1/metrics/{name}/aggregate",
-            "/api/v1/stream", "/healthz", "/readyz", "/metrics",
+            "/api/v1/stream", "/healthz", "/readyz", "/metrics", "/v1/logs", "/v1/metrics",
+            "/v1/traces", "/api/v1/write", "/loki/api/v1/push",
         }  # fmt: skip
         wire_event = document["components"]["schemas"]["WireEvent"]
         assert wire_event["required"] == ["source", "message"]
