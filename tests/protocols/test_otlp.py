@@ -384,3 +384,28 @@ class TestDoorsOverHttp:
         assert r.status_code == 400
         assert r.json()["code"] == 3
         assert "JSON" in r.json()["message"]
+
+
+class TestDoorsNeedTheIngestScope:
+    @pytest.mark.parametrize(
+        ("path", "content_type"),
+        [
+            ("/v1/logs", "application/json"),
+            ("/api/v1/write", "application/x-protobuf"),
+            ("/loki/api/v1/push", "application/json"),
+        ],
+    )
+    def test_tokens_guard_every_standard_door(
+        self, make_app_server: Any, path: str, content_type: str
+    ) -> None:
+        """With tokens configured, a door answers 401 without one, 403 with a read token."""
+        server = make_app_server(tokens={"w": "ingest", "r": "read"})
+        headers = {"Content-Type": content_type}
+        assert server.client.post(path, content=b"{}", headers=headers).status_code == 401
+        as_reader = {**headers, "Authorization": "Bearer r"}
+        assert server.client.post(path, content=b"{}", headers=as_reader).status_code == 403
+        as_writer = {**headers, "Authorization": "Bearer w"}
+        assert server.client.post(path, content=b"{}", headers=as_writer).status_code not in (
+            401,
+            403,
+        )
