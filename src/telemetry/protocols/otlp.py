@@ -371,46 +371,33 @@ def _number(dp: Any) -> float:
 def _metric(metric: Any, resource: dict[str, str], out: _Out) -> None:
     name, unit = metric.name, metric.unit
     which = metric.WhichOneof("data")
-    if which in ("gauge", "sum"):
-        data = getattr(metric, which)
-        delta = which == "sum" and data.aggregation_temporality == _DELTA
-        for dp in data.data_points:
-            tags = _tags(dp.attributes, resource)
-            if delta:
-                tags["otel.temporality"] = "delta"
-            out.point(name, _number(dp), unit, tags, out.time(dp.time_unix_nano))
-    elif which == "histogram":
-        delta = metric.histogram.aggregation_temporality == _DELTA
-        for hp in metric.histogram.data_points:
-            tags = _tags(hp.attributes, resource)
-            if delta:
-                tags["otel.temporality"] = "delta"
-            t = out.time(hp.time_unix_nano)
-            out.point(f"{name}_count", float(hp.count), "", tags, t)
-            out.point(f"{name}_sum", hp.sum, unit, tags, t)
+    if which is None:
+        return
+    data = getattr(metric, which)
+    # Sums and histograms say how they aggregate; delta is kept as received, tagged so.
+    delta = getattr(data, "aggregation_temporality", 0) == _DELTA
+    for dp in data.data_points:
+        tags = _tags(dp.attributes, resource)
+        if delta:
+            tags["otel.temporality"] = "delta"
+        t = out.time(dp.time_unix_nano)
+        if which in ("gauge", "sum"):
+            out.point(name, _number(dp), unit, tags, t)
+            continue
+        out.point(f"{name}_count", float(dp.count), "", tags, t)
+        out.point(f"{name}_sum", dp.sum, unit, tags, t)
+        if which == "histogram":
             running = 0
-            bounds = [*hp.explicit_bounds, math.inf]
-            for bound, count in zip(bounds, hp.bucket_counts, strict=False):
+            for bound, count in zip(
+                [*dp.explicit_bounds, math.inf], dp.bucket_counts, strict=False
+            ):
                 running += count
                 le = "+Inf" if bound == math.inf else repr(float(bound))
                 out.point(f"{name}_bucket", float(running), "", {**tags, "le": le}, t)
-    elif which == "exponential_histogram":
-        delta = metric.exponential_histogram.aggregation_temporality == _DELTA
-        for ep in metric.exponential_histogram.data_points:
-            tags = _tags(ep.attributes, resource)
-            if delta:
-                tags["otel.temporality"] = "delta"
-            t = out.time(ep.time_unix_nano)
-            out.point(f"{name}_count", float(ep.count), "", tags, t)
-            out.point(f"{name}_sum", ep.sum, unit, tags, t)
-    elif which == "summary":
-        for sp in metric.summary.data_points:
-            tags = _tags(sp.attributes, resource)
-            t = out.time(sp.time_unix_nano)
-            out.point(f"{name}_count", float(sp.count), "", tags, t)
-            out.point(f"{name}_sum", sp.sum, unit, tags, t)
-            for q in sp.quantile_values:
+        elif which == "summary":
+            for q in dp.quantile_values:
                 out.point(name, q.value, unit, {**tags, "quantile": repr(float(q.quantile))}, t)
+        # exponential_histogram: count and sum only (its buckets are not kept)
 
 
 def _traces(request: Any, out: _Out) -> None:

@@ -31,7 +31,15 @@ from telemetry.server.errors import retry_headers
 from telemetry.server.idempotency import IdempotencyCache, IngestAnswer, check_key
 from telemetry.server.state import ServerState
 
-__all__ = ["Decoded", "Wire", "body_key", "gunzip", "handle", "read_body"]
+__all__ = [
+    "Decoded",
+    "PlainTextAnswers",
+    "Wire",
+    "body_key",
+    "gunzip",
+    "handle",
+    "read_body",
+]
 
 Outcome = tuple[int, bytes, "asyncio.Future[IngestAnswer] | None"]
 """An answer, and when the batch stays queued past the wait, the future of its final answer."""
@@ -130,6 +138,22 @@ def gunzip(body: bytes, limit: int) -> bytes:
             raise RequestError(
                 "malformed_body", f"{len(rest)} bytes after the end of the gzip body"
             )
+
+
+class PlainTextAnswers:
+    """Answers of the doors whose clients want no body on success and text on error
+    (remote_write, Loki): mixed into their wires."""
+
+    media_type = "text/plain; charset=utf-8"
+    ok_status = 204
+
+    def accepted(self, decoded: Decoded, folded: int) -> bytes:
+        """No body: ``204``."""
+        return b""
+
+    def error(self, code: str, message: str, field: str | None) -> bytes:
+        """The problem in one line of text."""
+        return f"{code}: {message}\n".encode()
 
 
 def body_key(door: str, body: bytes) -> str:

@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from telemetry.protocols import loki
 from telemetry.protocols.native import Limits
-from telemetry.server.doors import Decoded, handle
+from telemetry.server.doors import Decoded, PlainTextAnswers, handle
 from telemetry.server.state import ServerState
 
 __all__ = ["LokiWire", "post_push"]
@@ -22,12 +22,10 @@ __all__ = ["LokiWire", "post_push"]
 _PROTOBUF = {"application/x-protobuf", "application/protobuf"}
 
 
-class LokiWire:
+class LokiWire(PlainTextAnswers):
     """One push's decoding (JSON or snappy protobuf) and answers."""
 
     door = "loki"
-    media_type = "text/plain; charset=utf-8"
-    ok_status = 204
 
     def __init__(self, *, protobuf: bool, limits: Limits) -> None:
         self.protobuf = protobuf
@@ -38,14 +36,6 @@ class LokiWire:
         decode = loki.decode_protobuf if self.protobuf else loki.decode_json
         result = decode(body, limits=self.limits)
         return Decoded(result.data, result.rejected, message=result.message)
-
-    def accepted(self, decoded: Decoded, folded: int) -> bytes:
-        """No body: ``204``."""
-        return b""
-
-    def error(self, code: str, message: str, field: str | None) -> bytes:
-        """The problem in one line of text."""
-        return f"{code}: {message}\n".encode()
 
 
 async def post_push(request: Request) -> Response:

@@ -16,18 +16,16 @@ from starlette.responses import PlainTextResponse, Response
 from telemetry.errors import RequestError
 from telemetry.protocols import remote_write
 from telemetry.protocols.native import Limits
-from telemetry.server.doors import Decoded, handle
+from telemetry.server.doors import Decoded, PlainTextAnswers, handle
 from telemetry.server.state import ServerState
 
 __all__ = ["RemoteWriteWire", "post_write"]
 
 
-class RemoteWriteWire:
+class RemoteWriteWire(PlainTextAnswers):
     """remote_write 1.0: decoding and answers (``204``; errors as plain text)."""
 
     door = "remote_write"
-    media_type = "text/plain; charset=utf-8"
-    ok_status = 204
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -38,14 +36,6 @@ class RemoteWriteWire:
         result = remote_write.decode(body, limits=self.limits)
         self.skipped = result.skipped
         return Decoded(result.data, result.rejected, message=result.message)
-
-    def accepted(self, decoded: Decoded, folded: int) -> bytes:
-        """No body: ``204``."""
-        return b""
-
-    def error(self, code: str, message: str, field: str | None) -> bytes:
-        """The problem in one line of text."""
-        return f"{code}: {message}\n".encode()
 
 
 async def post_write(request: Request) -> Response:
