@@ -4,7 +4,6 @@ in the Prometheus text exposition format (version 0.0.4)."""
 from __future__ import annotations
 
 import math
-import re
 import time
 from pathlib import Path
 
@@ -12,28 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from telemetry._promnames import sanitize_label, sanitize_name
 from telemetry.models import SeriesInfo
 from telemetry.server.state import ServerState
 from telemetry.storage import Storage
 
 __all__ = ["exposition", "metrics", "sanitize_label", "sanitize_name"]
-
-_NAME_BAD = re.compile(r"[^a-zA-Z0-9_:]")
-_LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]")
-
-
-def sanitize_name(name: str) -> str:
-    """A metric name valid for Prometheus (``[a-zA-Z_:][a-zA-Z0-9_:]*``)."""
-    clean = _NAME_BAD.sub("_", name)
-    return clean if clean and not clean[0].isdigit() else "_" + clean
-
-
-def sanitize_label(name: str) -> str:
-    """A label name valid for Prometheus, never starting with ``__`` (reserved)."""
-    clean = _LABEL_BAD.sub("_", name)
-    if not clean or clean[0].isdigit():
-        clean = "_" + clean
-    return "x" + clean if clean.startswith("__") else clean
 
 
 def _escape(value: str) -> str:
