@@ -30,6 +30,7 @@ from telemetry.server import (
     loki,
     openapi,
     otlp,
+    prometheus,
     queries,
     remote_write,
     selfmetrics,
@@ -68,6 +69,7 @@ def _routes() -> list[BaseRoute]:
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", selfmetrics.metrics, methods=["GET"]),
         Route("/openapi.json", openapi.openapi, methods=["GET"]),
+        *prometheus.routes(),
         *dashboard.routes(),
     ]
 

@@ -117,7 +117,7 @@ class AuthMiddleware:
         if path in _OPEN_PATHS or path.startswith("/static/"):
             await self.app(scope, receive, send)
             return
-        needed = "ingest" if scope.get("method") == "POST" else "read"
+        needed = "ingest" if scope.get("method") == "POST" and _writes(path) else "read"
         granted = self.tokens.scopes(_token_of(scope))
         if granted is not None and needed in granted:
             await self.app(scope, receive, send)
@@ -135,6 +135,14 @@ class AuthMiddleware:
         else:
             response = error_response(403, "forbidden", f"this token lacks the {needed!r} scope")
         await response(scope, receive, send)
+
+
+def _writes(path: str) -> bool:
+    # Grafana sends its PromQL queries as form POSTs: reading, whatever the method.
+    return not path.startswith(_QUERY_API) or path == _QUERY_API + "write"
+
+
+_QUERY_API = "/prometheus/api/v1/"
 
 
 def _token_of(scope: Scope) -> str | None:

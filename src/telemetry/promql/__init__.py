@@ -1,0 +1,1 @@
+"""PromQL over the storage protocol (for the Prometheus-compatible query API)."""
