@@ -95,11 +95,13 @@ class RimpClient:
                 raise ClientError(f"cannot reach the RIMP server at {self.url}: {exc}") from None
         decoded: Any = msgspec.json.decode(raw) if raw else None
         if response.status >= 400:
-            message = (
-                decoded.get("error", {}).get("message")
-                if isinstance(decoded, dict)
-                else raw[:200].decode(errors="replace")
-            )
+            error = decoded.get("error") if isinstance(decoded, dict) else None
+            if isinstance(error, dict):  # RIMP's own API
+                message = error.get("message")
+            elif isinstance(error, str):  # the Prometheus query API's envelope
+                message = f"{decoded.get('errorType')}: {error}"
+            else:
+                message = raw[:200].decode(errors="replace")
             raise ClientError(f"HTTP {response.status}: {message}", response.status, decoded)
         return response.status, decoded
 

@@ -22,8 +22,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RimpServer]:
 class TestSendAndQuery:
     def test_a_sent_event_can_be_queried(self, server: RimpServer) -> None:
         """`rimp send event` stores an event that `rimp query events --json` returns."""
-        sent = rimp("send", "event", "--url", server.url, "--source", "cron",
-                    "-m", "backup done", "--type", "warning", "--meta", "size=12GB")  # fmt: skip
+        sent = rimp(
+            "send",
+            "event",
+            "--url",
+            server.url,
+            "--source",
+            "cron",
+            "-m",
+            "backup done",
+            "--type",
+            "warning",
+            "--meta",
+            "size=12GB",
+        )
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.strip() == "accepted 1"
         found = rimp("query", "events", "--url", server.url, "--source", "cron", "--json")
@@ -38,17 +50,78 @@ class TestSendAndQuery:
     def test_a_sent_metric_shows_in_series_and_aggregates(self, server: RimpServer) -> None:
         """`rimp send metric` then `query series` and `query metrics --agg` see the point."""
         for value in ("70", "72"):
-            result = rimp("send", "metric", "--url", server.url, "--name", "disk.used",
-                          "--value", value, "--unit", "%", "--tag", "host=db1")  # fmt: skip
+            result = rimp(
+                "send",
+                "metric",
+                "--url",
+                server.url,
+                "--name",
+                "disk.used",
+                "--value",
+                value,
+                "--unit",
+                "%",
+                "--tag",
+                "host=db1",
+            )
             assert result.returncode == 0, result.stderr
         series = rimp("query", "series", "--url", server.url, "--name", "disk.used", "--json")
         (info,) = json.loads(series.stdout)["series"]
         assert (info["tags"], info["last_value"], info["unit"]) == ({"host": "db1"}, 72.0, "%")
-        agg = rimp("query", "metrics", "disk.used", "--url", server.url, "--agg", "avg",
-                   "--bucket", "1h", "--group-by", "host", "--json")  # fmt: skip
+        agg = rimp(
+            "query",
+            "metrics",
+            "disk.used",
+            "--url",
+            server.url,
+            "--agg",
+            "avg",
+            "--bucket",
+            "1h",
+            "--group-by",
+            "host",
+            "--json",
+        )
         groups = json.loads(agg.stdout)["groups"]
         assert groups[0]["tags"] == {"host": "db1"}
         assert groups[0]["buckets"][0]["value"] == 71.0
+
+    def test_promql_instant_range_and_errors(self, server: RimpServer) -> None:
+        """`rimp query promql` answers now or over --range, and names a PromQL error."""
+        sent = rimp(
+            "send",
+            "metric",
+            "--url",
+            server.url,
+            "--name",
+            "disk.used",
+            "--value",
+            "41.5",
+            "--tag",
+            "host=db-1",
+        )
+        assert sent.returncode == 0, sent.stderr
+        now = rimp("query", "promql", "--url", server.url, "disk_used * 2")
+        assert now.returncode == 0, now.stderr
+        assert now.stdout.splitlines()[1].split() == ["host=db-1", "83"]
+        over = rimp(
+            "query",
+            "promql",
+            "--url",
+            server.url,
+            "--range",
+            "5m",
+            "--step",
+            "1m",
+            "--json",
+            "max(disk_used)",
+        )
+        data = json.loads(over.stdout)["data"]
+        assert data["resultType"] == "matrix"
+        assert {v for _, v in data["result"][0]["values"]} == {"41.5"}
+        bad = rimp("query", "promql", "--url", server.url, "rate(disk_used)")
+        assert bad.returncode == 1
+        assert "bad_data" in bad.stderr
 
     def test_bad_input_and_unreachable_servers_give_one_line_errors(
         self, server: RimpServer
@@ -105,8 +178,17 @@ class TestTail:
 class TestBench:
     def test_bench_reports_throughput_and_latency(self, server: RimpServer) -> None:
         """`rimp bench` sends the records and prints records/s and latency percentiles."""
-        result = rimp("bench", "--url", server.url, "--records", "5000", "--concurrency", "2",
-                      "--batch", "500")  # fmt: skip
+        result = rimp(
+            "bench",
+            "--url",
+            server.url,
+            "--records",
+            "5000",
+            "--concurrency",
+            "2",
+            "--batch",
+            "500",
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("sent 5,000 events in ")
         assert "records/s" in result.stdout

@@ -68,6 +68,16 @@ def add_remote_commands(sub: Any) -> None:
     qm.add_argument("--until")
     qm.add_argument("--limit", type=int, default=50)
     qm.add_argument("--json", action="store_true")
+    qp = qsub.add_parser(
+        "promql",
+        help="a PromQL expression through the Prometheus-compatible API",
+        description="Evaluates EXPR now, or over --range at --step, as Grafana would ask.",
+    )
+    _server_args(qp)
+    qp.add_argument("expr", help="a PromQL expression, e.g. 'sum by (job) (rate(requests[5m]))'")
+    qp.add_argument("--range", help="evaluate over this past window (1h, 15m) instead of now")
+    qp.add_argument("--step", default="1m", help="step of a --range query (default 1m)")
+    qp.add_argument("--json", action="store_true", help="print the API's answer as JSON")
     qs = qsub.add_parser("series", help="the distinct series with their last value")
     _server_args(qs)
     qs.add_argument("--name")
@@ -177,6 +187,8 @@ def _query(client: RimpClient, args: argparse.Namespace, out: IO[str]) -> int:
         rows = [[e["timestamp"][:23], e["type"], e["source"], e["message"]] for e in body["events"]]
         _table(rows, ["time", "type", "source", "message"], out)
         return 0
+    if args.what == "promql":
+        return _promql(client, args, out)
     if args.what == "series":
         body = client.get("/api/v1/series", name=args.name)
         if args.json:
@@ -230,6 +242,44 @@ def _query(client: RimpClient, args: argparse.Namespace, out: IO[str]) -> int:
         for p in body["points"]
     ]
     _table(rows, ["time", "tags", "value", "unit"], out)
+    return 0
+
+
+def _promql(client: RimpClient, args: argparse.Namespace, out: IO[str]) -> int:
+    from telemetry._time import duration_ns
+    from telemetry.errors import ValidationError
+
+    now = time.time()
+    if args.range:
+        try:
+            window = duration_ns(args.range.lstrip("-"), "--range") / 1e9
+        except ValidationError as exc:
+            raise ClientError(str(exc)) from None
+        body = client.get(
+            "/prometheus/api/v1/query_range",
+            query=args.expr,
+            start=f"{now - window:.3f}",
+            end=f"{now:.3f}",
+            step=args.step,
+        )
+    else:
+        body = client.get("/prometheus/api/v1/query", query=args.expr, time=f"{now:.3f}")
+    if args.json:
+        out.write(_encode(body).decode() + "\n")
+        return 0
+    data = body["data"]
+    kind, result = data["resultType"], data["result"]
+    if kind in ("scalar", "string"):
+        out.write(f"{result[1]}\n")
+    elif kind == "vector":
+        _table([[_tags(r["metric"]), r["value"][1]] for r in result], ["series", "value"], out)
+    else:
+        rows = [
+            [_tags(r["metric"]), time.strftime("%H:%M:%S", time.gmtime(float(t))), v]
+            for r in result
+            for t, v in r["values"]
+        ]
+        _table(rows, ["series", "time (UTC)", "value"], out)
     return 0
 
 
