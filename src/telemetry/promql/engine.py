@@ -272,6 +272,18 @@ def _irate(times: list[int], values: list[float]) -> float | None:
     return change / ((times[-1] - times[-2]) / 1e9)
 
 
+def _idelta(times: list[int], values: list[float]) -> float | None:
+    return values[-1] - values[-2] if len(values) >= 2 else None
+
+
+def _resets(times: list[int], values: list[float]) -> float | None:
+    return float(sum(1 for a, b in itertools.pairwise(values) if b < a))
+
+
+def _changes(times: list[int], values: list[float]) -> float | None:
+    return float(sum(1 for a, b in itertools.pairwise(values) if b != a))
+
+
 def _deriv(times: list[int], values: list[float]) -> float | None:
     if len(times) < 2:
         return None
@@ -299,6 +311,13 @@ _OVER_TIME: dict[str, Callable[[list[float]], float]] = {
     "stddev_over_time": _stddev,
     "stdvar_over_time": lambda v: _stddev(v) ** 2,
 }
+_SAMPLE_FUNCTIONS: dict[str, Callable[[list[int], list[float]], float | None]] = {
+    "irate": _irate,
+    "idelta": _idelta,
+    "deriv": _deriv,
+    "resets": _resets,
+    "changes": _changes,
+}
 _RATES = {
     "rate": {"counter": True, "rate": True},
     "increase": {"counter": True, "rate": False},
@@ -319,10 +338,8 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> tuple[str, lis
             value: float | None
             if name in _RATES:
                 value = _extrapolated(times, values, lo, hi, **_RATES[name])
-            elif name == "irate":
-                value = _irate(times, values)
-            elif name == "deriv":
-                value = _deriv(times, values)
+            elif name in _SAMPLE_FUNCTIONS:
+                value = _SAMPLE_FUNCTIONS[name](times, values)
             elif name == "quantile_over_time":
                 assert q is not None
                 value = _quantile(q[step], sorted(values))
@@ -391,6 +408,26 @@ def _clamp(lo_arg: int | None, hi_arg: int | None) -> Callable[[Evaluator, list[
         return "vector", out
 
     return apply
+
+
+def _timestamp(ev: Evaluator, args: list[Any]) -> tuple[str, Any]:
+    node = args[0]
+    if type(node).__name__ != "VectorSelector":  # a computed sample's time is the step's
+        _, value = ev.eval(node)
+        return "vector", [
+            {_drop_name(k): t / 1e9 for k in vec} for t, vec in zip(ev.steps, value, strict=True)
+        ]
+    offset = _ns(node.offset)
+    all_series = ev.select(node, LOOKBACK_NS)
+    out: list[Vector] = []
+    for t in ev.steps:
+        vector: Vector = {}
+        for series in all_series:
+            times, _ = _window(series, t - offset - LOOKBACK_NS, t - offset)
+            if times:
+                vector[_drop_name(series.labels)] = times[-1] / 1e9
+        out.append(vector)
+    return "vector", out
 
 
 def _time(ev: Evaluator, args: list[Any]) -> tuple[str, Any]:
@@ -516,6 +553,7 @@ _FUNCTIONS: dict[str, Callable[[Evaluator, list[Any]], tuple[str, Any]]] = {
     "clamp_min": _clamp(1, None),
     "clamp_max": _clamp(None, 1),
     "time": _time,
+    "timestamp": _timestamp,
     "vector": _vector,
     "scalar": _scalar,
     "absent": _absent,
@@ -527,7 +565,12 @@ _FUNCTIONS: dict[str, Callable[[Evaluator, list[Any]], tuple[str, Any]]] = {
 def _call(ev: Evaluator, node: Any) -> tuple[str, Any]:
     name = node.func.name
     args = list(node.args)
-    if name in _RATES or name in _OVER_TIME or name in ("irate", "deriv", "quantile_over_time"):
+    if (
+        name in _RATES
+        or name in _OVER_TIME
+        or name in _SAMPLE_FUNCTIONS
+        or name == "quantile_over_time"
+    ):
         return _range_function(ev, name, args)
     fn = _FUNCTIONS.get(name)
     if fn is None:
@@ -586,6 +629,7 @@ _AGGREGATES: dict[str, Callable[[list[float], float], float]] = {
     "stddev": lambda v, _: _stddev(v),
     "stdvar": lambda v, _: _stddev(v) ** 2,
     "quantile": _agg_quantile,
+    "group": lambda v, _: 1.0,
 }
 
 
@@ -673,12 +717,17 @@ def _with_scalar(op: str, vec: Vector, s: float, return_bool: bool, *, left: boo
     return out
 
 
+def _is_on(matching: Any) -> bool:
+    # promql-parser calls on(...) Include and ignoring(...) Exclude.
+    return str(matching.type).endswith("Include")
+
+
 def _signature(labels: Labels, modifier: Any) -> Labels:
     matching = modifier.matching if modifier is not None else None
     if matching is None:
         return _drop_name(labels)
     names = set(matching.labels)
-    if str(matching.type).endswith("On"):
+    if _is_on(matching):
         return tuple(kv for kv in labels if kv[0] in names)
     return tuple(kv for kv in labels if kv[0] not in names and kv[0] != "__name__")
 
@@ -724,7 +773,7 @@ def _vectors(op: str, lhs: Vector, rhs: Vector, modifier: Any, return_bool: bool
             result.pop("__name__", None)
         if card == "OneToOne" and matching is not None:
             names = set(matching.labels)
-            if str(matching.type).endswith("On"):
+            if _is_on(matching):
                 result = {k: v for k, v in result.items() if k in names}
             else:
                 result = {k: v for k, v in result.items() if k not in names}

@@ -20,6 +20,7 @@ import urllib.parse
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -123,8 +124,17 @@ def _format(value: float) -> str:
     return "0" if text == "-0" else text
 
 
-def _seconds(ns: int) -> float:
-    return round(ns / 1e6) / 1e3
+def _seconds(ns: int) -> msgspec.Raw:
+    """A sample time as Prometheus writes it: whole seconds, or seconds and three digits."""
+    ms = round(ns / 1e6)
+    whole, frac = divmod(ms, 1000)
+    return msgspec.Raw(f"{whole}.{frac:03d}".encode() if frac else str(whole).encode())
+
+
+def _scalar_seconds(ns: int) -> msgspec.Raw:
+    """A scalar's time, which Prometheus writes as a plain float (``1796128207.5``)."""
+    ms = round(ns / 1e6)
+    return msgspec.Raw(str(ms // 1000).encode() if ms % 1000 == 0 else repr(ms / 1000).encode())
 
 
 def _metric(labels: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -134,7 +144,8 @@ def _metric(labels: tuple[tuple[str, str], ...]) -> dict[str, str]:
 def _instant_data(result: Result) -> dict[str, Any]:
     t = _seconds(result.steps[0])
     if result.kind == "scalar":
-        return {"resultType": "scalar", "result": [t, _format(result.scalars[0])]}
+        scalar_t = _scalar_seconds(result.steps[0])
+        return {"resultType": "scalar", "result": [scalar_t, _format(result.scalars[0])]}
     if result.kind == "string":
         return {"resultType": "string", "result": [t, result.string]}
     vector = result.vectors[0]
