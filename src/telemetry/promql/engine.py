@@ -94,6 +94,7 @@ class Evaluator:
         self.storage = storage
         self.steps = list(steps)
         self._catalogue: list[tuple[Labels, str, dict[str, str]]] | None = None
+        self._latest: dict[Labels, tuple[int, float]] = {}
 
     # --- entry ------------------------------------------------------------------------------
 
@@ -127,12 +128,19 @@ class Evaluator:
             for info in self.storage.series():
                 labels = {sanitize_label(k): v for k, v in info.tags.items()}
                 labels["__name__"] = sanitize_name(info.name)
-                found.append((tuple(sorted(labels.items())), info.name, info.tags))
+                key = tuple(sorted(labels.items()))
+                found.append((key, info.name, info.tags))
+                self._latest[key] = (info.last_time_ns, info.last_value)
             self._catalogue = found
         return self._catalogue
 
-    def select(self, selector: Any, back_ns: int) -> list[Series]:
-        """The matching series' points in ``[first step - back - offset, last step - offset]``."""
+    def select(self, selector: Any, back_ns: int, *, latest_will_do: bool = False) -> list[Series]:
+        """The matching series' points in ``[first step - back - offset, last step - offset]``.
+
+        With ``latest_will_do`` (an instant selector at one step), a series whose latest
+        point lies in the window is answered from the catalogue, without reading points:
+        the common "current value" query reads no chunk at all.
+        """
         matchers = _matchers(selector)
         offset = _ns(selector.offset)
         lo = self.steps[0] - back_ns - offset
@@ -142,6 +150,13 @@ class Evaluator:
             as_dict = dict(labels)
             if not all(m(as_dict) for m in matchers):
                 continue
+            if latest_will_do:
+                last_time, last_value = self._latest[labels]
+                if lo <= last_time <= hi:
+                    out.append(Series(labels, [last_time], [last_value]))
+                    continue
+                if last_time < lo:  # nothing in the window
+                    continue
             points = self.storage.query_metrics(
                 name, tags=tags or None, since=max(lo, 0), until=hi + 1
             )
@@ -196,7 +211,7 @@ def _vector_selector(ev: Evaluator, node: Any) -> tuple[str, list[Vector]]:
         raise PromQLError("bad_data", "the @ modifier is not supported")
     offset = _ns(node.offset)
     out: list[Vector] = []
-    all_series = ev.select(node, LOOKBACK_NS)
+    all_series = ev.select(node, LOOKBACK_NS, latest_will_do=len(ev.steps) == 1)
     for t in ev.steps:
         vector: Vector = {}
         for series in all_series:
@@ -247,12 +262,30 @@ def _extrapolated(
         for previous, current in itertools.pairwise(values):
             if current < previous:
                 result += previous
-    to_start = (times[0] - lo) / 1e9
-    to_end = (hi - times[-1]) / 1e9
-    sampled = (times[-1] - times[0]) / 1e9
-    average = sampled / (len(times) - 1)
-    if counter and result > 0 and values[0] >= 0:
-        to_zero = sampled * (values[0] / result)
+    return _extrapolate(
+        result, times[0], times[-1], values[0], len(times), lo=lo, hi=hi, counter=counter, rate=rate
+    )
+
+
+def _extrapolate(
+    result: float,
+    t_first: int,
+    t_last: int,
+    v_first: float,
+    n: int,
+    *,
+    lo: int,
+    hi: int,
+    counter: bool,
+    rate: bool,
+) -> float:
+    """Prometheus' extrapolation of a change over [lo, hi] from the samples it saw."""
+    to_start = (t_first - lo) / 1e9
+    to_end = (hi - t_last) / 1e9
+    sampled = (t_last - t_first) / 1e9
+    average = sampled / (n - 1)
+    if counter and result > 0 and v_first >= 0:
+        to_zero = sampled * (v_first / result)
         to_start = min(to_start, to_zero)
     threshold = average * 1.1
     interval = sampled
@@ -262,6 +295,72 @@ def _extrapolated(
     if rate:
         factor /= (hi - lo) / 1e9
     return result * factor
+
+
+def _prefix(values: list[float], *, resets: bool) -> list[float]:
+    """Running sums (of the values, or of what counter resets lost), for O(1) windows."""
+    out = [0.0]
+    total = 0.0
+    for i, v in enumerate(values):
+        if resets:
+            total += values[i - 1] if i and v < values[i - 1] else 0.0
+        else:
+            total += v
+        out.append(total)
+    return out
+
+
+def _fast_range(ev: Evaluator, name: str, node: Any) -> list[Vector]:
+    """``rate``, ``increase``, ``delta`` and ``sum``/``count``/``avg_over_time`` from running
+    sums: each step costs two bisections per series, whatever the range holds."""
+    from bisect import bisect_left, bisect_right
+
+    selector = node.vector_selector
+    if selector.at is not None:
+        raise PromQLError("bad_data", "the @ modifier is not supported")
+    range_ns, offset = _ns(node.range), _ns(selector.offset)
+    counter = name in ("rate", "increase")
+    prepared = []
+    for series in ev.select(selector, range_ns):
+        sums = _prefix(series.values, resets=counter) if name != "delta" else []
+        prepared.append((_drop_name(series.labels), series.times, series.values, sums))
+    out: list[Vector] = []
+    for t in ev.steps:
+        lo, hi = t - offset - range_ns, t - offset
+        vector: Vector = {}
+        for labels, times, values, sums in prepared:
+            i, j = bisect_left(times, lo), bisect_right(times, hi)
+            n = j - i
+            if n == 0:
+                continue
+            if name == "count_over_time":
+                vector[labels] = float(n)
+            elif name == "sum_over_time":
+                vector[labels] = sums[j] - sums[i]
+            elif name == "avg_over_time":
+                vector[labels] = (sums[j] - sums[i]) / n
+            elif n >= 2:
+                change = values[j - 1] - values[i]
+                if counter:  # resets strictly inside the window
+                    change += sums[j] - sums[i + 1]
+                vector[labels] = _extrapolate(
+                    change,
+                    times[i],
+                    times[j - 1],
+                    values[i],
+                    n,
+                    lo=lo,
+                    hi=hi,
+                    counter=counter,
+                    rate=name == "rate",
+                )
+        out.append(vector)
+    return out
+
+
+_FAST = frozenset(
+    {"rate", "increase", "delta", "sum_over_time", "count_over_time", "avg_over_time"}
+)
 
 
 def _irate(times: list[int], values: list[float]) -> float | None:
@@ -329,6 +428,8 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> tuple[str, lis
     first = args[-1] if name == "quantile_over_time" else args[0]
     if type(first).__name__ != "MatrixSelector":
         raise PromQLError("bad_data", f"{name}() needs a range vector like m[5m]")
+    if name in _FAST:
+        return "vector", _fast_range(ev, name, first)
     ranges = _matrix(ev, first)
     q = _scalar_arg(ev, args[0]) if name == "quantile_over_time" else None
     out: list[Vector] = []
