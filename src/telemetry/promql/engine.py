@@ -157,16 +157,9 @@ class Evaluator:
                     continue
                 if last_time < lo:  # nothing in the window
                     continue
-            points = self.storage.query_metrics(
-                name, tags=tags or None, since=max(lo, 0), until=hi + 1
-            )
-            series = Series(labels)
-            for p in points:
-                if p.tags == tags:
-                    series.times.append(p.time_ns)
-                    series.values.append(p.value)
-            if series.times:
-                out.append(series)
+            times, values = self.storage.series_points(name, tags, since=max(lo, 0), until=hi + 1)
+            if times:
+                out.append(Series(labels, times, values))
         return out
 
 
@@ -299,15 +292,11 @@ def _extrapolate(
 
 def _prefix(values: list[float], *, resets: bool) -> list[float]:
     """Running sums (of the values, or of what counter resets lost), for O(1) windows."""
-    out = [0.0]
-    total = 0.0
-    for i, v in enumerate(values):
-        if resets:
-            total += values[i - 1] if i and v < values[i - 1] else 0.0
-        else:
-            total += v
-        out.append(total)
-    return out
+    if resets:
+        lost = [a if b < a else 0.0 for a, b in itertools.pairwise(values)]
+        # The first point cannot follow a reset: its term is 0.
+        return list(itertools.accumulate([0.0, *lost] if values else [], initial=0.0))
+    return list(itertools.accumulate(values, initial=0.0))
 
 
 def _fast_range(ev: Evaluator, name: str, node: Any) -> list[Vector]:

@@ -24,7 +24,7 @@ import array
 import re
 import zlib
 from collections.abc import Sequence
-from itertools import pairwise, repeat
+from itertools import accumulate, pairwise, repeat
 
 import msgspec
 
@@ -90,13 +90,8 @@ def _unzigzag(numbers: Sequence[int]) -> list[int]:
 
 
 def _running_sum(deltas: Sequence[int]) -> list[int]:
-    out: list[int] = []
-    total = 0
-    append = out.append
-    for d in deltas:
-        total += d
-        append(total)
-    return out
+    # accumulate runs in C: 3-4x faster than a Python loop over a 100k-point chunk.
+    return list(accumulate(deltas))
 
 
 def encode_times(times: Sequence[int], *, compress: bool) -> bytes:

@@ -82,6 +82,24 @@ class Storage:
         """Points of metric ``name`` oldest first; with ``limit``, the newest ``limit``."""
         raise self._unsupported("query_metrics")
 
+    def series_points(
+        self, name: str, tags: dict[str, str], *, since: TimeArg = None, until: TimeArg = None
+    ) -> tuple[list[int], list[float]]:
+        """Times (ns) and values of the one series ``name`` with exactly ``tags``, oldest
+        first, in ``[since, until)``.
+
+        The query engines' read path (PromQL reads whole series, not records). This
+        default filters :meth:`query_metrics`; a backend that keeps columns overrides
+        it to skip building a :class:`Metric` per point.
+        """
+        times: list[int] = []
+        values: list[float] = []
+        for m in self.query_metrics(name, tags=tags or None, since=since, until=until):
+            if m.tags == tags:
+                times.append(m.time_ns)
+                values.append(m.value)
+        return times, values
+
     def aggregate(
         self,
         name: str,

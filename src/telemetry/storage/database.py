@@ -31,8 +31,10 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -695,6 +697,35 @@ class DatabaseStorage(Storage):
         limit = _query.check_limit(limit)
         found = self._metrics(name, _query.check_tags(tags), lo, hi)
         return found if limit is None else found[-limit:]
+
+    @_reads
+    def series_points(
+        self, name: str, tags: dict[str, str], *, since: TimeArg = None, until: TimeArg = None
+    ) -> tuple[list[int], list[float]]:
+        """See :meth:`Storage.series_points`. Concatenates decoded chunk columns; no
+        record is built, which makes a day of 100k points ~10x cheaper than
+        :meth:`query_metrics`."""
+        lo, hi = _query.window(since, until)
+        self._refresh()
+        sid = self._series.by_canonical.get((name, _canonical_tags(tags)))
+        times: list[int] = []
+        values: list[float] = []
+        if sid is None:
+            return times, values
+        ordered = True
+        for chunk_times, chunk_values in self._columns_of(sid, lo, hi):
+            if times and chunk_times and chunk_times[0] < times[-1]:
+                ordered = False  # a late chunk not merged yet: sort below
+            times.extend(chunk_times)
+            values.extend(chunk_values)
+        if not ordered:
+            pairs = sorted(zip(times, values, strict=True), key=itemgetter(0))
+            times, values = [t for t, _ in pairs], [v for _, v in pairs]
+        if times and ((lo is not None and times[0] < lo) or (hi is not None and times[-1] >= hi)):
+            start = bisect_left(times, lo) if lo is not None else 0
+            end = bisect_left(times, hi) if hi is not None else len(times)
+            times, values = times[start:end], values[start:end]
+        return times, values
 
     @_reads
     def aggregate(

@@ -277,6 +277,30 @@ class _QueryMetrics(_Suite):
         assert [p.value for p in storage.query_metrics("rt", limit=2)] == [30, 40]
         assert [p.value for p in storage.query_metrics("rt", limit=10)] == [0, 10, 20, 30, 40]
 
+    def test_series_points_reads_exactly_one_series_in_time_order(self, storage: Storage) -> None:
+        """``series_points`` answers the series with exactly those tags, oldest first,
+        whatever order the batches arrived in."""
+        put(storage, metrics=[point("rt", s, s, {"host": "a"}) for s in (30, 10)])
+        put(storage, metrics=[point("rt", 99, 15, {"host": "a", "az": "1"})])
+        put(storage, metrics=[point("rt", s, s, {"host": "a"}) for s in (20, 0)])
+        put(storage, metrics=[point("rt", 7, 5)])
+        assert storage.series_points("rt", {"host": "a"}) == (
+            [at(0), at(10), at(20), at(30)],
+            [0, 10, 20, 30],
+        )
+        assert storage.series_points("rt", {}) == ([at(5)], [7])
+        assert storage.series_points("rt", {"host": "b"}) == ([], [])
+        assert storage.series_points("nothing", {}) == ([], [])
+
+    def test_series_points_window(self, storage: Storage) -> None:
+        """``since`` is inclusive and ``until`` exclusive, as for ``query_metrics``."""
+        put(storage, metrics=[point("rt", s, s) for s in (0, 10, 20, 30)])
+        assert storage.series_points("rt", {}, since=at(10), until=at(30)) == (
+            [at(10), at(20)],
+            [10, 20],
+        )
+        assert storage.series_points("rt", {}, since=from_ns(at(25)))[1] == [30]
+
 
 # --- aggregates ---------------------------------------------------------------
 
