@@ -60,7 +60,11 @@ async function errorOf(response) {
   let message = `${response.status} ${response.statusText}`;
   try {
     const body = await response.json();
-    if (body && body.error) {
+    if (body && typeof body.error === 'string') {
+      // the Prometheus API's envelope: {"status":"error","errorType":..,"error":..}
+      code = body.errorType || code;
+      message = body.error;
+    } else if (body && body.error) {
       code = body.error.code || code;
       message = body.error.message || message;
     }

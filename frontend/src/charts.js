@@ -18,6 +18,7 @@ const NICE_BUCKETS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7
 const TARGET_BUCKETS = 150;
 const HEIGHT = 220;
 const MAX_PENDING = 50000;
+const REFRESH_S = 5;
 const WINDOW_LABELS = { '5m': 'last 5 min', '15m': 'last 15 min', '1h': 'last hour', '6h': 'last 6 h', '24h': 'last 24 h', custom: 'custom' };
 const PALETTE = {
   light: ['#0072b2', '#d55e00', '#009e73', '#cc79a7', '#8a6d00', '#1f9bd6', '#6a3d9a', '#5f6b76'],
@@ -192,7 +193,7 @@ class Chart {
       const body = await getJSON(this.path(), this.params(since));
       if (generation !== this.generation) return;
       this.cells = new Map();
-      this.store(body.groups);
+      this.store(body);
       this.loading = false;
       const pending = this.pending;
       this.pending = [];
@@ -204,6 +205,11 @@ class Chart {
       if (generation !== this.generation) return;
       this.loading = false;
       this.el.dataset.state = 'error';
+      if (err.status === 400 || err.status === 422) {
+        // the query itself is wrong: asking again would not help
+        this.message.textContent = `Query error: ${err.message}`;
+        return;
+      }
       this.message.textContent = `Could not load (${err.message}); trying again…`;
       setTimeout(() => {
         if (generation === this.generation) this.load();
@@ -211,8 +217,8 @@ class Chart {
     }
   }
 
-  store(groups) {
-    for (const g of groups) {
+  store(body) {
+    for (const g of body.groups) {
       const key = this.groupKey(g.tags);
       let cells = this.cells.get(key);
       if (!cells) this.cells.set(key, (cells = new Map()));
@@ -288,7 +294,7 @@ class Chart {
       for (const cells of this.cells.values()) {
         for (const start of [...cells.keys()]) if (start >= from) cells.delete(start);
       }
-      this.store(body.groups);
+      this.store(body);
       this.scheduleRender();
     } catch {
       if (generation === this.generation) this.dirtyFrom = Math.min(this.dirtyFrom, from);
@@ -418,6 +424,76 @@ class Chart {
   }
 }
 
+/** A series' labels as Prometheus prints them: name{k="v", ...}. */
+export function promLabels(metric) {
+  const { __name__: name = '', ...labels } = metric || {};
+  const pairs = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  return pairs.length ? `${name}{${pairs.join(', ')}}` : name || '{}';
+}
+
+/**
+ * A chart of a PromQL expression, read from the Prometheus-compatible API at one point per
+ * bucket. PromQL has no incremental form, so a live window re-runs the query once per step
+ * (at least every REFRESH_S) instead of following the stream.
+ */
+class PromChart extends Chart {
+  build() {
+    super.build();
+    this.aggSelect.remove();
+  }
+
+  setTitle() {
+    this.titleEl.textContent = this.spec.promql;
+    this.removeButton.setAttribute('aria-label', `Remove chart ${this.spec.promql}`);
+  }
+
+  path() {
+    return 'prometheus/api/v1/query_range';
+  }
+
+  params(since) {
+    const end = this.win.live ? Date.now() / 1000 : this.win.to;
+    return { query: this.spec.promql, start: since, end: Math.max(since, end), step: this.win.bucket };
+  }
+
+  store(body) {
+    const result = body.data.result;
+    const series = body.data.resultType === 'matrix' ? result : [];
+    for (const s of series) {
+      const key = promLabels(s.metric);
+      let cells = this.cells.get(key);
+      if (!cells) this.cells.set(key, (cells = new Map()));
+      for (const [t, v] of s.values) {
+        const value = Number(v);
+        if (Number.isFinite(value)) cells.set(t, { v: value, n: 1 });
+      }
+    }
+  }
+
+  accepts() {
+    return false;
+  }
+
+  load() {
+    this.refreshed = Date.now() / 1000;
+    return super.load();
+  }
+
+  label(key) {
+    return key;
+  }
+
+  tick() {
+    super.tick();
+    if (!this.win.live || this.loading || this.inflight) return;
+    const now = Date.now() / 1000;
+    if (now - (this.refreshed || 0) < Math.max(REFRESH_S, this.win.bucket)) return;
+    this.refreshed = now;
+    this.dirtyFrom = Math.floor(this.win.from / this.win.bucket) * this.win.bucket;
+    this.reconcile();
+  }
+}
+
 /** All charts of the page and the one metric stream they share. */
 export class Board {
   constructor({ onChange, onState }) {
@@ -451,10 +527,31 @@ export class Board {
     });
     name.addEventListener('input', () => this.fillSeries(name.value.trim()));
     name.addEventListener('change', () => this.fillSeries(name.value.trim()));
+    const mode = $('a-mode');
+    const setMode = () => {
+      const promql = mode.value === 'promql';
+      form.querySelectorAll('.by-metric').forEach((f) => (f.hidden = promql));
+      form.querySelectorAll('.by-promql').forEach((f) => (f.hidden = !promql));
+      name.required = !promql;
+      $('a-promql').required = promql;
+    };
+    mode.addEventListener('change', setMode);
+    setMode();
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const error = $('a-error');
       error.textContent = '';
+      if (mode.value === 'promql') {
+        const promql = $('a-promql').value.trim();
+        if (!promql) {
+          error.textContent = 'Write a PromQL expression.';
+          return;
+        }
+        const spec = { promql, win: win.value, from: '', to: '' };
+        if (!this.customRange(spec)) return;
+        this.add(spec);
+        return;
+      }
       const metric = name.value.trim();
       if (!metric) {
         error.textContent = 'Pick a metric name.';
@@ -464,17 +561,19 @@ export class Board {
       const series = $('a-series').value;
       if (series.startsWith('by:')) spec.by = series.slice(3);
       else if (series.startsWith('tags:')) spec.tags = JSON.parse(series.slice(5));
-      if (spec.win === 'custom') {
-        spec.from = $('a-from').value.trim() || '-1h';
-        spec.to = $('a-to').value.trim();
-        const now = Date.now() / 1000;
-        if (!(parseWhen(spec.from, now) < parseWhen(spec.to, now))) {
-          error.textContent = RANGE_HINT;
-          return;
-        }
-      }
-      this.add(spec);
+      if (this.customRange(spec)) this.add(spec);
     });
+  }
+
+  /** Fill a custom window from the form; false (with the hint shown) if it is empty. */
+  customRange(spec) {
+    if (spec.win !== 'custom') return true;
+    spec.from = $('a-from').value.trim() || '-1h';
+    spec.to = $('a-to').value.trim();
+    const now = Date.now() / 1000;
+    if (parseWhen(spec.from, now) < parseWhen(spec.to, now)) return true;
+    $('a-error').textContent = RANGE_HINT;
+    return false;
   }
 
   async loadSeries() {
@@ -515,7 +614,7 @@ export class Board {
   }
 
   create(spec) {
-    const chart = new Chart(spec, this);
+    const chart = spec.promql ? new PromChart(spec, this) : new Chart(spec, this);
     this.charts.push(chart);
     this.container.append(chart.el);
     return chart;
@@ -536,7 +635,7 @@ export class Board {
     this.afterChange();
     this.changed();
     const next = this.charts[Math.min(at, this.charts.length - 1)];
-    (next ? next.aggSelect : $('a-name')).focus();
+    (next ? next.winSelect : $('a-name')).focus();
   }
 
   changed() {
@@ -545,7 +644,7 @@ export class Board {
 
   afterChange() {
     $('charts-empty').hidden = this.charts.length > 0;
-    const names = [...new Set(this.charts.map((c) => c.spec.name))].sort();
+    const names = [...new Set(this.charts.filter((c) => !c.spec.promql).map((c) => c.spec.name))].sort();
     const filterable = names.every((n) => !n.includes(','));
     this.localNames = filterable ? null : new Set(names);
     const params = names.length ? { kind: 'metric', mode: 'sample', name: filterable ? names.join(',') : undefined } : null;

@@ -1,5 +1,6 @@
 // The view in the URL hash, so that a link shares it:
-//   #c=NAME|AGG|WINDOW|TAGS|GROUPBY|FROM|TO&c=...&src=SOURCES&type=T1,T2&q=TEXT
+//   #c=NAME|AGG|WINDOW|TAGS|GROUPBY|FROM|TO&p=PROMQL|WINDOW|FROM|TO&src=SOURCES&type=T1,T2&q=TEXT
+// (c= a metric chart, p= a PromQL chart; charts keep their order)
 // Each field is percent-encoded; TAGS is k:v,k:v with k and v percent-encoded.
 
 import { AGGREGATES, EVENT_TYPES } from './constants.generated.js';
@@ -52,9 +53,22 @@ export function decodeChart(text) {
   };
 }
 
+export function encodePromChart(spec) {
+  const fields = [enc(spec.promql), spec.win];
+  if (spec.win === 'custom') fields.push(enc(spec.from || ''), enc(spec.to || ''));
+  return fields.join('|');
+}
+
+export function decodePromChart(text) {
+  // The expression is percent-encoded, so a '|' inside it cannot split it.
+  const [promql, win, from, to] = text.split('|');
+  if (!promql) return null;
+  return { promql: dec(promql), win: win in WINDOWS ? win : '1h', from: dec(from || ''), to: dec(to || '') };
+}
+
 /** The page's state as a hash (without the leading #). */
 export function encodeLayout({ charts, filters }) {
-  const parts = charts.map((c) => 'c=' + encodeChart(c));
+  const parts = charts.map((c) => (c.promql ? 'p=' + encodePromChart(c) : 'c=' + encodeChart(c)));
   if (filters.source) parts.push('src=' + enc(filters.source));
   if (filters.types && filters.types.length < EVENT_TYPES.length) parts.push('type=' + filters.types.join(','));
   if (filters.search) parts.push('q=' + enc(filters.search));
@@ -69,8 +83,8 @@ export function decodeLayout(hash) {
     if (at < 0) continue;
     const key = part.slice(0, at);
     const value = part.slice(at + 1);
-    if (key === 'c') {
-      const spec = decodeChart(value);
+    if (key === 'c' || key === 'p') {
+      const spec = key === 'c' ? decodeChart(value) : decodePromChart(value);
       if (spec) charts.push(spec);
     } else if (key === 'src') {
       filters.source = dec(value);

@@ -519,6 +519,48 @@ class TestCharts:
         assert page.locator(".chart").count() == 0
         assert "c=" not in page.url
 
+    def test_promql_chart_from_the_form_refreshes_and_is_shared_by_url(
+        self, page: Page, console: Console, server: RimpServer
+    ) -> None:
+        """A PromQL chart draws one line per result series from the Prometheus API, re-runs
+        its query while live, comes back from its URL, and shows a wrong query's error."""
+        name = unique("dash_prom").replace("-", "_")
+        post(server, "/api/v1/metrics", metric_points(name, {"host": "a"}, [60], value=21))
+        post(server, "/api/v1/metrics", metric_points(name, {"host": "b"}, [60], value=4))
+        open_dashboard(page, server)
+        page.select_option("#a-mode", "promql")
+        assert page.locator("#a-name").is_hidden()
+        expression = f"{name} * 2"
+        page.fill("#a-promql", expression)
+        page.select_option("#a-window", "5m")
+        page.click("#add-chart button[type=submit]")
+        page.wait_for_selector('.chart[data-state="ready"]')
+        assert page.locator(".chart h3").first.inner_text() == expression
+        assert chart_attr(page, 0, "series") == "2"
+        columns = page.evaluate("document.querySelector('.chart').chartData().slice(1)")
+        assert [{v for v in col if v is not None} for col in columns] == [{42}, {8}]
+        assert "p=" in page.url
+
+        post(server, "/api/v1/metrics", metric_points(name, {"host": "a"}, [0], value=50))
+        wait_js(
+            page,
+            "document.querySelector('.chart').chartData()[1].filter(v => v !== null).at(-1)"
+            " === 100",
+            timeout=20,
+        )
+
+        page.goto(page.url)
+        page.reload()
+        page.wait_for_selector('.chart[data-state="ready"]', timeout=TIMEOUT_MS)
+        assert page.locator(".chart h3").first.inner_text() == expression
+
+        console.allow(r"status of 400")  # the wrong query below, on purpose
+        page.select_option("#a-mode", "promql")
+        page.fill("#a-promql", "rate(")
+        page.click("#add-chart button[type=submit]")
+        page.wait_for_selector('.chart[data-state="error"]')
+        assert "Query error" in page.locator(".chart .chart-message").last.inner_text()
+
 
 # --- auth -----------------------------------------------------------------------------------
 
