@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import RimpServer, free_port, rimp, running
+from tests.helpers import RimpServer, free_port, rimp, running, unique
 
 
 @pytest.fixture(scope="module")
@@ -88,20 +88,23 @@ class TestSendAndQuery:
 
     def test_promql_instant_range_and_errors(self, server: RimpServer) -> None:
         """`rimp query promql` answers now or over --range, and names a PromQL error."""
+        # The server is shared: a name of its own keeps other tests' disk.used points out.
+        name = unique("disk.promql")
+        promname = name.replace(".", "_").replace("-", "_")
         sent = rimp(
             "send",
             "metric",
             "--url",
             server.url,
             "--name",
-            "disk.used",
+            name,
             "--value",
             "41.5",
             "--tag",
             "host=db-1",
         )
         assert sent.returncode == 0, sent.stderr
-        now = rimp("query", "promql", "--url", server.url, "disk_used * 2")
+        now = rimp("query", "promql", "--url", server.url, f"{promname} * 2")
         assert now.returncode == 0, now.stderr
         assert now.stdout.splitlines()[1].split() == ["host=db-1", "83"]
         over = rimp(
@@ -114,12 +117,12 @@ class TestSendAndQuery:
             "--step",
             "1m",
             "--json",
-            "max(disk_used)",
+            f"max({promname})",
         )
         data = json.loads(over.stdout)["data"]
         assert data["resultType"] == "matrix"
         assert {v for _, v in data["result"][0]["values"]} == {"41.5"}
-        bad = rimp("query", "promql", "--url", server.url, "rate(disk_used)")
+        bad = rimp("query", "promql", "--url", server.url, f"rate({promname})")
         assert bad.returncode == 1
         assert "bad_data" in bad.stderr
 
