@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator
-from typing import Any
 
 import cramjam
 import httpx
 import pytest
 
 from telemetry.protocols.proto.loki_push_pb2 import PushRequest
-from tests.helpers import RimpServer, poll, running, unique
+from tests.helpers import RimpServer, events_of, poll, running, unique
 
 logging_loki = pytest.importorskip("logging_loki")
 
@@ -23,13 +22,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RimpServer]:
     """One real server for the Loki clients."""
     with running(tmp_path_factory.mktemp("loki") / "data") as s:
         yield s
-
-
-def events_of(server: RimpServer, source: str) -> list[dict[str, Any]]:
-    with server.client() as c:
-        r = c.get("/api/v1/events", params={"source": source, "limit": 100})
-    assert r.status_code == 200, r.text
-    return list(r.json()["events"])
 
 
 class TestLoggingHandler:
@@ -54,8 +46,9 @@ class TestLoggingHandler:
         finally:
             log.removeHandler(handler)
             handler.close()
-        assert poll(lambda: len(events_of(server, app)) == 2, 10)
-        by_message = {e["message"]: e for e in events_of(server, app)}
+        with server.client() as c:
+            assert poll(lambda: len(events_of(c, app)) == 2, 10)
+            by_message = {e["message"]: e for e in events_of(c, app)}
         failed = by_message["payment failed"]
         assert failed["type"] == "error"
         assert failed["metadata"]["env"] == "prod"
@@ -80,7 +73,7 @@ class TestProtobufPush:
             for _ in range(2):
                 r = c.post("/loki/api/v1/push", content=body, headers=headers)
                 assert (r.status_code, r.content) == (204, b"")
-        [event] = events_of(server, service)
+            [event] = events_of(c, service)
         assert (event["message"], event["type"]) == ("upstream slow", "warning")
         assert event["time_ns"] == 1_796_126_400_000_000_123
         assert event["metadata"] == {"pod": "gw-1", "trace_id": "abc"}

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from telemetry.protocols.otlp import RESOURCE_TAGS
-from tests.helpers import RimpServer, poll, prometheus, running, unique
+from tests.helpers import RimpServer, events_of, poll, prometheus, running, unique
 
 pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
 
@@ -35,13 +35,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RimpServer]:
     """One real server for the SDK's three exporters."""
     with running(tmp_path_factory.mktemp("otlp") / "data") as s:
         yield s
-
-
-def events_of(server: RimpServer, source: str) -> list[dict[str, Any]]:
-    with server.client() as c:
-        r = c.get("/api/v1/events", params={"source": source, "limit": 1000})
-    assert r.status_code == 200, r.text
-    return list(r.json()["events"])
 
 
 def points_of(server: RimpServer, name: str) -> list[dict[str, Any]]:
@@ -78,8 +71,9 @@ class TestLogs:
             finally:
                 log.removeHandler(handler)
                 provider.shutdown()
-        assert poll(lambda: len(events_of(server, service)) == 2, 10)
-        by_message = {e["message"]: e for e in events_of(server, service)}
+        with server.client() as c:
+            assert poll(lambda: len(events_of(c, service)) == 2, 10)
+            by_message = {e["message"]: e for e in events_of(c, service)}
         declined = by_message["card declined"]
         assert declined["type"] == "warning"
         assert by_message["charge failed"]["type"] == "error"
@@ -148,8 +142,9 @@ class TestTraces:
             parent.set_status(Status(StatusCode.ERROR, "boom"))
         provider.shutdown()
 
-        assert poll(lambda: len(events_of(server, service)) == 2, 10)
-        by_name = {e["message"]: e for e in events_of(server, service)}
+        with server.client() as c:
+            assert poll(lambda: len(events_of(c, service)) == 2, 10)
+            by_name = {e["message"]: e for e in events_of(c, service)}
         root, child = by_name["GET /search"], by_name["db.query"]
         assert root["type"] == "error"
         assert child["type"] == "info"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import RimpServer, poll, running, unique
+from tests.helpers import RimpServer, events_of, poll, running, unique
 
 statsd = pytest.importorskip("statsd")
 dogstatsd = pytest.importorskip("datadog.dogstatsd")
@@ -98,16 +98,12 @@ class TestDogStatsdClient:
         assert charge["tags"] == {"region": "eu", "tier": "gold"}
         assert total(server, f"{name}.amount.count") == 1.0
         with server.client() as c:
-
-            def events_of(src: str) -> list[dict[str, Any]]:
-                return list(c.get("/api/v1/events", params={"source": src}).json()["events"])
-
-            assert poll(lambda: bool(events_of(source)), 5)
-            [deploy] = events_of(source)
+            assert poll(lambda: bool(events_of(c, source)), 5)
+            [deploy] = events_of(c, source)
             assert deploy["message"] == "Deploy done: version 42 is live"
             assert deploy["metadata"]["team"] == "core"
-            assert poll(lambda: bool(events_of(f"{source}.db")), 5)
-            [check] = events_of(f"{source}.db")
+            assert poll(lambda: bool(events_of(c, f"{source}.db")), 5)
+            [check] = events_of(c, f"{source}.db")
             assert check["type"] == "error"
             assert check["message"] == f"{source}.db is critical: connection refused"
 

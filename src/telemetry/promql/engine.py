@@ -219,8 +219,7 @@ def _vector_selector(ev: Evaluator, node: Any) -> tuple[str, list[Vector]]:
 class _Ranges:
     """A range selector's points per step and series."""
 
-    range_ns: int
-    per_step: list[list[tuple[Labels, list[int], list[float], int, int]]]
+    per_step: list[list[tuple[Labels, list[int], list[float]]]]
 
 
 def _matrix(ev: Evaluator, node: Any) -> _Ranges:
@@ -237,27 +236,12 @@ def _matrix(ev: Evaluator, node: Any) -> _Ranges:
         for series in all_series:
             times, values = _window(series, lo, hi)
             if times:
-                rows.append((series.labels, times, values, lo, hi))
+                rows.append((series.labels, times, values))
         per_step.append(rows)
-    return _Ranges(range_ns, per_step)
+    return _Ranges(per_step)
 
 
 # --- range functions -------------------------------------------------------------------------
-
-
-def _extrapolated(
-    times: list[int], values: list[float], lo: int, hi: int, *, counter: bool, rate: bool
-) -> float | None:
-    if len(times) < 2:
-        return None
-    result = values[-1] - values[0]
-    if counter:
-        for previous, current in itertools.pairwise(values):
-            if current < previous:
-                result += previous
-    return _extrapolate(
-        result, times[0], times[-1], values[0], len(times), lo=lo, hi=hi, counter=counter, rate=rate
-    )
 
 
 def _extrapolate(
@@ -389,12 +373,10 @@ def _stddev(values: Sequence[float]) -> float:
     return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
 
 
+# sum, count and avg_over_time are in _FAST (running sums).
 _OVER_TIME: dict[str, Callable[[list[float]], float]] = {
-    "avg_over_time": lambda v: math.fsum(v) / len(v),
     "min_over_time": min,
     "max_over_time": max,
-    "sum_over_time": math.fsum,
-    "count_over_time": lambda v: float(len(v)),
     "last_over_time": lambda v: v[-1],
     "stddev_over_time": _stddev,
     "stdvar_over_time": lambda v: _stddev(v) ** 2,
@@ -405,11 +387,6 @@ _SAMPLE_FUNCTIONS: dict[str, Callable[[list[int], list[float]], float | None]] =
     "deriv": _deriv,
     "resets": _resets,
     "changes": _changes,
-}
-_RATES = {
-    "rate": {"counter": True, "rate": True},
-    "increase": {"counter": True, "rate": False},
-    "delta": {"counter": False, "rate": False},
 }
 
 
@@ -424,11 +401,9 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> tuple[str, lis
     out: list[Vector] = []
     for step, rows in enumerate(ranges.per_step):
         vector: Vector = {}
-        for labels, times, values, lo, hi in rows:
+        for labels, times, values in rows:
             value: float | None
-            if name in _RATES:
-                value = _extrapolated(times, values, lo, hi, **_RATES[name])
-            elif name in _SAMPLE_FUNCTIONS:
+            if name in _SAMPLE_FUNCTIONS:
                 value = _SAMPLE_FUNCTIONS[name](times, values)
             elif name == "quantile_over_time":
                 assert q is not None
@@ -656,7 +631,7 @@ def _call(ev: Evaluator, node: Any) -> tuple[str, Any]:
     name = node.func.name
     args = list(node.args)
     if (
-        name in _RATES
+        name in _FAST
         or name in _OVER_TIME
         or name in _SAMPLE_FUNCTIONS
         or name == "quantile_over_time"

@@ -187,7 +187,7 @@ def _instant(state: ServerState, query: str, t: int) -> dict[str, Any]:
                         [_seconds(ts), _format(v)] for ts, v in zip(times, values, strict=True)
                     ],
                 }
-                for labels, times, values, _, _ in sorted(ranges.per_step[0])
+                for labels, times, values in sorted(ranges.per_step[0])
             ],
         }
     return _instant_data(evaluator.run(tree))
