@@ -172,3 +172,28 @@ class TestScopes:
             f"{API}/query", data=form, headers={"Authorization": "Bearer w"}
         )
         assert writer.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1.0, "1"),
+        (0.1, "0.1"),
+        (-2.5, "-2.5"),
+        (123456.789, "123456.789"),
+        (1e21, "1000000000000000000000"),
+        (1.5e-7, "0.00000015"),
+        (2.5e-5, "0.000025"),
+        (1 / 3, "0.3333333333333333"),
+        (-0.0, "0"),
+        (float("nan"), "NaN"),
+        (float("inf"), "+Inf"),
+        (float("-inf"), "-Inf"),
+    ],
+)
+def test_sample_values_are_written_as_prometheus_writes_them(value: float, text: str) -> None:
+    """Go's ``strconv.FormatFloat(v, 'f', -1, 64)``: the shortest digits that round-trip,
+    never an exponent (what Grafana and promtool parse)."""
+    from telemetry.server.prometheus import _format
+
+    assert _format(value) == text

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from telemetry.models import new_id
+from telemetry.storage import _chunks
 from telemetry.storage._chunks import (
     decode_ids,
     decode_times,
@@ -21,8 +24,57 @@ from telemetry.storage._chunks import (
 int64 = st.integers(min_value=0, max_value=2**62)
 
 
-def bits(values: list[float]) -> list[bytes]:
+def bits(values: Sequence[float]) -> list[bytes]:
     return [struct.pack("<d", v) for v in values]
+
+
+@pytest.fixture
+def without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decode as the core does where numpy is not installed."""
+    monkeypatch.setattr(_chunks, "HAVE_NUMPY", False)
+
+
+class TestNumpyAndPurePython:
+    """The numpy decoders (server extra) and the pure-Python ones give the same bits."""
+
+    @pytest.fixture(autouse=True)
+    def _needs_numpy(self) -> None:
+        if not _chunks.HAVE_NUMPY:
+            pytest.skip("numpy is not installed (it comes with the server extra)")
+
+    @given(st.lists(st.integers(min_value=0, max_value=2**62), min_size=1, max_size=300))
+    def test_times_decode_alike(self, times: list[int]) -> None:
+        """Delta-encoded times decode to the same int64s both ways."""
+        times.sort()
+        blob = encode_times(times, compress=True)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_chunks, "HAVE_NUMPY", False)
+            pure = decode_times(blob)
+        assert decode_times(blob) == pure
+        assert list(pure) == times
+
+    @given(st.lists(st.integers(min_value=-(2**52), max_value=2**52), min_size=1, max_size=300),
+           st.integers(min_value=0, max_value=6))  # fmt: skip
+    def test_decimal_values_decode_alike(self, mantissas: list[int], digits: int) -> None:
+        """Scaled decimals, up to the 2**53 limit and negative, decode to the same bits."""
+        values = [m / 10**digits for m in mantissas]
+        blob = encode_values(values, compress=True)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_chunks, "HAVE_NUMPY", False)
+            pure = decode_values(blob)
+        assert bits(decode_values(blob)) == bits(pure) == bits(values)
+
+
+@pytest.mark.usefixtures("without_numpy")
+class TestWithoutNumpy:
+    """The core's own decoders round-trip on their own."""
+
+    @given(st.lists(int64, max_size=300), st.lists(st.floats(), max_size=300))
+    def test_round_trip(self, times: list[int], values: list[float]) -> None:
+        """Times and any floats decode to themselves without numpy."""
+        times.sort()
+        assert list(decode_times(encode_times(times, compress=True))) == times
+        assert bits(decode_values(encode_values(values, compress=True))) == bits(values)
 
 
 class TestTimes:
@@ -30,7 +82,7 @@ class TestTimes:
     def test_sorted_times_round_trip(self, times: list[int], compress: bool) -> None:
         """Ascending ns times decode to themselves with either codec."""
         times.sort()
-        assert decode_times(encode_times(times, compress=compress)) == times
+        assert list(decode_times(encode_times(times, compress=compress))) == times
 
     def test_regular_times_compress_to_almost_nothing(self) -> None:
         """A point every second costs well under a byte per time once compressed."""
@@ -50,7 +102,7 @@ class TestValues:
         """Numbers rounded to a few decimals take the decimal codec and come back exactly."""
         values = [round(m / 10**digits, digits) for m in mantissas]
         blob = encode_values(values, compress=True)
-        assert decode_values(blob) == values
+        assert list(decode_values(blob)) == values
 
     def test_decimal_values_are_much_smaller_than_floats(self) -> None:
         """Two-decimal values cost a fraction of their 8 raw bytes."""

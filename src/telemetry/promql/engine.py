@@ -22,8 +22,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
+import numpy as np
 import promql_parser as pp
 
 from telemetry._promnames import sanitize_label, sanitize_name
@@ -52,8 +54,14 @@ class Series:
     """One series' points in time order (ns, value)."""
 
     labels: Labels
-    times: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
+    times: Sequence[int] = field(default_factory=list)
+    values: Sequence[float] = field(default_factory=list)
+
+    @cached_property
+    def columns(self) -> tuple[Any, Any]:
+        """``times`` and ``values`` as numpy int64 and float64 arrays (no copy when the
+        storage answered ``array.array`` columns)."""
+        return np.asarray(self.times, dtype=np.int64), np.asarray(self.values, dtype=np.float64)
 
 
 @dataclass
@@ -93,6 +101,7 @@ class Evaluator:
     def __init__(self, storage: Storage, steps: Sequence[int]) -> None:
         self.storage = storage
         self.steps = list(steps)
+        self.step_array = np.asarray(self.steps, dtype=np.int64)
         self._catalogue: list[tuple[Labels, str, dict[str, str]]] | None = None
         self._latest: dict[Labels, tuple[int, float]] = {}
 
@@ -191,7 +200,7 @@ def _matcher(name: str, op: Any, value: str) -> Callable[[dict[str, str]], bool]
 # --- selectors -------------------------------------------------------------------------------
 
 
-def _window(series: Series, lo: int, hi: int) -> tuple[list[int], list[float]]:
+def _window(series: Series, lo: int, hi: int) -> tuple[Sequence[int], Sequence[float]]:
     """The points with ``lo <= t <= hi``."""
     from bisect import bisect_left, bisect_right
 
@@ -199,19 +208,36 @@ def _window(series: Series, lo: int, hi: int) -> tuple[list[int], list[float]]:
     return series.times[i:j], series.values[i:j]
 
 
+def _latest(series: Series, his: Any) -> tuple[Any, Any]:
+    """For each step's end in ``his``: the index of the series' latest point within the
+    lookback ``[hi - 5m, hi]``, and whether there is one (numpy, every step at once)."""
+    times, _ = series.columns
+    j = np.searchsorted(times, his, side="right") - 1
+    found = (j >= 0) & (times[np.maximum(j, 0)] >= his - LOOKBACK_NS)
+    return j, found
+
+
 def _vector_selector(ev: Evaluator, node: Any) -> tuple[str, list[Vector]]:
     if node.at is not None:
         raise PromQLError("bad_data", "the @ modifier is not supported")
     offset = _ns(node.offset)
-    out: list[Vector] = []
-    all_series = ev.select(node, LOOKBACK_NS, latest_will_do=len(ev.steps) == 1)
-    for t in ev.steps:
-        vector: Vector = {}
-        for series in all_series:
-            times, values = _window(series, t - offset - LOOKBACK_NS, t - offset)
-            if times:
-                vector[series.labels] = values[-1]
-        out.append(vector)
+    out: list[Vector] = [{} for _ in ev.steps]
+    if len(ev.steps) == 1:
+        # The "current value" query, often over many series: a bisection per series
+        # costs less than numpy's per-call overhead.
+        hi = ev.steps[0] - offset
+        for series in ev.select(node, LOOKBACK_NS, latest_will_do=True):
+            _, values = _window(series, hi - LOOKBACK_NS, hi)
+            if values:
+                out[0][series.labels] = values[-1]
+        return "vector", out
+    his = ev.step_array - offset
+    for series in ev.select(node, LOOKBACK_NS):
+        j, found = _latest(series, his)
+        steps = np.flatnonzero(found)
+        values = series.columns[1][j[steps]]
+        for step, value in zip(steps.tolist(), values.tolist(), strict=True):
+            out[step][series.labels] = value
     return "vector", out
 
 
@@ -219,7 +245,7 @@ def _vector_selector(ev: Evaluator, node: Any) -> tuple[str, list[Vector]]:
 class _Ranges:
     """A range selector's points per step and series."""
 
-    per_step: list[list[tuple[Labels, list[int], list[float]]]]
+    per_step: list[list[tuple[Labels, Sequence[int], Sequence[float]]]]
 
 
 def _matrix(ev: Evaluator, node: Any) -> _Ranges:
@@ -245,89 +271,92 @@ def _matrix(ev: Evaluator, node: Any) -> _Ranges:
 
 
 def _extrapolate(
-    result: float,
-    t_first: int,
-    t_last: int,
-    v_first: float,
-    n: int,
+    result: Any,
+    t_first: Any,
+    t_last: Any,
+    v_first: Any,
+    n: Any,
     *,
-    lo: int,
-    hi: int,
+    lo: Any,
+    hi: Any,
     counter: bool,
     rate: bool,
-) -> float:
-    """Prometheus' extrapolation of a change over [lo, hi] from the samples it saw."""
+) -> Any:
+    """Prometheus' extrapolation of a change over [lo, hi] from the samples it saw
+    (numpy arrays, one element per step; the same operations in the same order as
+    Prometheus' ``extrapolatedRate``, so the floats agree)."""
     to_start = (t_first - lo) / 1e9
     to_end = (hi - t_last) / 1e9
     sampled = (t_last - t_first) / 1e9
     average = sampled / (n - 1)
-    if counter and result > 0 and v_first >= 0:
-        to_zero = sampled * (v_first / result)
-        to_start = min(to_start, to_zero)
-    threshold = average * 1.1
-    interval = sampled
-    interval += to_start if to_start < threshold else average / 2
-    interval += to_end if to_end < threshold else average / 2
-    factor = interval / sampled
-    if rate:
-        factor /= (hi - lo) / 1e9
-    return result * factor
-
-
-def _prefix(values: list[float], *, resets: bool) -> list[float]:
-    """Running sums (of the values, or of what counter resets lost), for O(1) windows."""
-    if resets:
-        lost = [a if b < a else 0.0 for a, b in itertools.pairwise(values)]
-        # The first point cannot follow a reset: its term is 0.
-        return list(itertools.accumulate([0.0, *lost] if values else [], initial=0.0))
-    return list(itertools.accumulate(values, initial=0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if counter:
+            # A counter cannot have been below zero: do not extrapolate past that point.
+            to_zero = sampled * (v_first / result)
+            limit = (result > 0) & (v_first >= 0)
+            to_start = np.where(limit, np.minimum(to_start, to_zero), to_start)
+        threshold = average * 1.1
+        interval = sampled + np.where(to_start < threshold, to_start, average / 2)
+        interval = interval + np.where(to_end < threshold, to_end, average / 2)
+        factor = interval / sampled
+        if rate:
+            factor = factor / ((hi - lo) / 1e9)
+        return result * factor
 
 
 def _fast_range(ev: Evaluator, name: str, node: Any) -> list[Vector]:
-    """``rate``, ``increase``, ``delta`` and ``sum``/``count``/``avg_over_time`` from running
-    sums: each step costs two bisections per series, whatever the range holds."""
-    from bisect import bisect_left, bisect_right
-
+    """``rate``, ``increase``, ``delta`` and ``sum``/``count``/``avg_over_time`` for every
+    step at once, in numpy: two binary searches per step find each window, running sums
+    give its total (and what counter resets lost), and Prometheus' extrapolation is
+    computed on whole columns. The cost is per step and series, whatever a range holds."""
     selector = node.vector_selector
     if selector.at is not None:
         raise PromQLError("bad_data", "the @ modifier is not supported")
-    range_ns, offset = _ns(node.range), _ns(selector.offset)
+    range_ns = _ns(node.range)
+    his = ev.step_array - _ns(selector.offset)
+    los = his - range_ns
     counter = name in ("rate", "increase")
-    prepared = []
+    out: list[Vector] = [{} for _ in ev.steps]
     for series in ev.select(selector, range_ns):
-        sums = _prefix(series.values, resets=counter) if name != "delta" else []
-        prepared.append((_drop_name(series.labels), series.times, series.values, sums))
-    out: list[Vector] = []
-    for t in ev.steps:
-        lo, hi = t - offset - range_ns, t - offset
-        vector: Vector = {}
-        for labels, times, values, sums in prepared:
-            i, j = bisect_left(times, lo), bisect_right(times, hi)
-            n = j - i
-            if n == 0:
-                continue
+        times, values = series.columns
+        first = np.searchsorted(times, los, side="left")
+        end = np.searchsorted(times, his, side="right")
+        n = end - first
+        if name in ("sum_over_time", "count_over_time", "avg_over_time"):
+            steps = np.flatnonzero(n > 0)
+            first, end, n = first[steps], end[steps], n[steps]
             if name == "count_over_time":
-                vector[labels] = float(n)
-            elif name == "sum_over_time":
-                vector[labels] = sums[j] - sums[i]
-            elif name == "avg_over_time":
-                vector[labels] = (sums[j] - sums[i]) / n
-            elif n >= 2:
-                change = values[j - 1] - values[i]
-                if counter:  # resets strictly inside the window
-                    change += sums[j] - sums[i + 1]
-                vector[labels] = _extrapolate(
-                    change,
-                    times[i],
-                    times[j - 1],
-                    values[i],
-                    n,
-                    lo=lo,
-                    hi=hi,
-                    counter=counter,
-                    rate=name == "rate",
-                )
-        out.append(vector)
+                result = n.astype(np.float64)
+            else:
+                sums = np.concatenate(([0.0], np.cumsum(values)))
+                result = sums[end] - sums[first]
+                if name == "avg_over_time":
+                    result = result / n
+        else:
+            steps = np.flatnonzero(n >= 2)
+            first, last, n = first[steps], end[steps] - 1, n[steps]
+            change = values[last] - values[first]
+            if counter:
+                # What resets lost: at a drop from a to b the counter restarted, so a is
+                # added back. lost[k] sums the drops of the pairs (p, p + 1) with p + 1 < k,
+                # so the pairs inside [first, last] are lost[last + 1] - lost[first + 1].
+                drops = np.where(values[1:] < values[:-1], values[:-1], 0.0)
+                lost = np.concatenate(([0.0, 0.0], np.cumsum(drops)))
+                change = change + (lost[last + 1] - lost[first + 1])
+            result = _extrapolate(
+                change,
+                times[first],
+                times[last],
+                values[first],
+                n,
+                lo=los[steps],
+                hi=his[steps],
+                counter=counter,
+                rate=name == "rate",
+            )
+        labels = _drop_name(series.labels)
+        for step, value in zip(steps.tolist(), result.tolist(), strict=True):
+            out[step][labels] = value
     return out
 
 
@@ -336,7 +365,7 @@ _FAST = frozenset(
 )
 
 
-def _irate(times: list[int], values: list[float]) -> float | None:
+def _irate(times: Sequence[int], values: Sequence[float]) -> float | None:
     if len(times) < 2:
         return None
     last, previous = values[-1], values[-2]
@@ -344,19 +373,19 @@ def _irate(times: list[int], values: list[float]) -> float | None:
     return change / ((times[-1] - times[-2]) / 1e9)
 
 
-def _idelta(times: list[int], values: list[float]) -> float | None:
+def _idelta(times: Sequence[int], values: Sequence[float]) -> float | None:
     return values[-1] - values[-2] if len(values) >= 2 else None
 
 
-def _resets(times: list[int], values: list[float]) -> float | None:
+def _resets(times: Sequence[int], values: Sequence[float]) -> float | None:
     return float(sum(1 for a, b in itertools.pairwise(values) if b < a))
 
 
-def _changes(times: list[int], values: list[float]) -> float | None:
+def _changes(times: Sequence[int], values: Sequence[float]) -> float | None:
     return float(sum(1 for a, b in itertools.pairwise(values) if b != a))
 
 
-def _deriv(times: list[int], values: list[float]) -> float | None:
+def _deriv(times: Sequence[int], values: Sequence[float]) -> float | None:
     if len(times) < 2:
         return None
     base = times[0]
@@ -374,14 +403,14 @@ def _stddev(values: Sequence[float]) -> float:
 
 
 # sum, count and avg_over_time are in _FAST (running sums).
-_OVER_TIME: dict[str, Callable[[list[float]], float]] = {
+_OVER_TIME: dict[str, Callable[[Sequence[float]], float]] = {
     "min_over_time": min,
     "max_over_time": max,
     "last_over_time": lambda v: v[-1],
     "stddev_over_time": _stddev,
     "stdvar_over_time": lambda v: _stddev(v) ** 2,
 }
-_SAMPLE_FUNCTIONS: dict[str, Callable[[list[int], list[float]], float | None]] = {
+_SAMPLE_FUNCTIONS: dict[str, Callable[[Sequence[int], Sequence[float]], float | None]] = {
     "irate": _irate,
     "idelta": _idelta,
     "deriv": _deriv,
@@ -482,16 +511,14 @@ def _timestamp(ev: Evaluator, args: list[Any]) -> tuple[str, Any]:
         return "vector", [
             {_drop_name(k): t / 1e9 for k in vec} for t, vec in zip(ev.steps, value, strict=True)
         ]
-    offset = _ns(node.offset)
-    all_series = ev.select(node, LOOKBACK_NS)
-    out: list[Vector] = []
-    for t in ev.steps:
-        vector: Vector = {}
-        for series in all_series:
-            times, _ = _window(series, t - offset - LOOKBACK_NS, t - offset)
-            if times:
-                vector[_drop_name(series.labels)] = times[-1] / 1e9
-        out.append(vector)
+    his = ev.step_array - _ns(node.offset)
+    out: list[Vector] = [{} for _ in ev.steps]
+    for series in ev.select(node, LOOKBACK_NS):
+        j, found = _latest(series, his)
+        steps = np.flatnonzero(found)
+        labels = _drop_name(series.labels)
+        for step, t in zip(steps.tolist(), series.columns[0][j[steps]].tolist(), strict=True):
+            out[step][labels] = t / 1e9
     return "vector", out
 
 

@@ -112,16 +112,27 @@ def _step(text: str | None) -> int:
     return round(seconds * 1e9)
 
 
+_SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
+
+
 def _format(value: float) -> str:
-    """A sample value as Prometheus writes it (Go's strconv 'f', -1)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    text = format(Decimal(repr(value)), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
+    """A sample value as Prometheus writes it (Go's strconv 'f', -1).
+
+    Called once per sample of a range answer (tens of thousands): the common cases
+    are a ``repr`` and a slice; only exponents go through ``Decimal``.
+    """
+    text = repr(value)  # the shortest string that round-trips, as Go's -1 precision
+    if text.endswith(".0"):
+        return "0" if text == "-0.0" else text[:-2]
+    if "e" in text or "n" in text:
+        special = _SPECIAL.get(text)
+        if special is not None:
+            return special
+        # Go's 'f' never writes an exponent: spell the digits out.
+        text = format(Decimal(text), "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+    return text
 
 
 def _seconds(ns: int) -> msgspec.Raw:
@@ -161,12 +172,12 @@ def _range_data(result: Result) -> dict[str, Any]:
     if result.kind == "string":
         raise PromQLError("bad_data", "a range query cannot return a string")
     series: dict[tuple[tuple[str, str], ...], list[list[Any]]] = {}
-    for step, t in enumerate(result.steps):
+    for step, t in enumerate(map(_seconds, result.steps)):
         if result.kind == "scalar":
-            series.setdefault((), []).append([_seconds(t), _format(result.scalars[step])])
+            series.setdefault((), []).append([t, _format(result.scalars[step])])
             continue
         for labels, value in result.vectors[step].items():
-            series.setdefault(labels, []).append([_seconds(t), _format(value)])
+            series.setdefault(labels, []).append([t, _format(value)])
     return {
         "resultType": "matrix",
         "result": [{"metric": _metric(k), "values": v} for k, v in sorted(series.items())],

@@ -84,9 +84,10 @@ class Storage:
 
     def series_points(
         self, name: str, tags: dict[str, str], *, since: TimeArg = None, until: TimeArg = None
-    ) -> tuple[list[int], list[float]]:
+    ) -> tuple[Sequence[int], Sequence[float]]:
         """Times (ns) and values of the one series ``name`` with exactly ``tags``, oldest
-        first, in ``[since, until)``.
+        first, in ``[since, until)``: two sequences of the same length (lists here,
+        ``array.array`` columns from the embedded database).
 
         The query engines' read path (PromQL reads whole series, not records). This
         default filters :meth:`query_metrics`; a backend that keeps columns overrides

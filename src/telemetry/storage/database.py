@@ -21,6 +21,7 @@ blocked by the writer. One process writes: a second one gets a clear
 
 from __future__ import annotations
 
+import array
 import contextlib
 import fcntl
 import functools
@@ -653,7 +654,7 @@ class DatabaseStorage(Storage):
 
     def _columns_of(
         self, sid: int, lo: int | None, hi: int | None
-    ) -> Iterator[tuple[list[int], list[float]]]:
+    ) -> Iterator[tuple[array.array[int], array.array[float]]]:
         for t_blob, v_blob in self._chunk_rows(sid, lo, hi, "times, vals"):
             yield _chunks.decode_times(t_blob), _chunks.decode_values(v_blob)
 
@@ -701,15 +702,15 @@ class DatabaseStorage(Storage):
     @_reads
     def series_points(
         self, name: str, tags: dict[str, str], *, since: TimeArg = None, until: TimeArg = None
-    ) -> tuple[list[int], list[float]]:
-        """See :meth:`Storage.series_points`. Concatenates decoded chunk columns; no
-        record is built, which makes a day of 100k points ~10x cheaper than
-        :meth:`query_metrics`."""
+    ) -> tuple[Sequence[int], Sequence[float]]:
+        """See :meth:`Storage.series_points`. Concatenates decoded chunk columns as
+        ``array.array`` (``q`` and ``d``); no record is built, which makes a day of
+        100k points ~10x cheaper than :meth:`query_metrics`."""
         lo, hi = _query.window(since, until)
         self._refresh()
         sid = self._series.by_canonical.get((name, _canonical_tags(tags)))
-        times: list[int] = []
-        values: list[float] = []
+        times = array.array("q")
+        values = array.array("d")
         if sid is None:
             return times, values
         ordered = True
@@ -720,7 +721,8 @@ class DatabaseStorage(Storage):
             values.extend(chunk_values)
         if not ordered:
             pairs = sorted(zip(times, values, strict=True), key=itemgetter(0))
-            times, values = [t for t, _ in pairs], [v for _, v in pairs]
+            times = array.array("q", [t for t, _ in pairs])
+            values = array.array("d", [v for _, v in pairs])
         if times and ((lo is not None and times[0] < lo) or (hi is not None and times[-1] >= hi)):
             start = bisect_left(times, lo) if lo is not None else 0
             end = bisect_left(times, hi) if hi is not None else len(times)
