@@ -773,29 +773,12 @@ class DatabaseStorage(Storage):
         tags: dict[str, str] | None,
         keys: tuple[str, ...],
     ) -> list[Bucket]:
-        # Works on decoded columns, not Metric objects: a day of one series is
-        # ~100k points and building a record for each would dominate.
-        cells: dict[tuple[tuple[str, ...], int], list[Any]] = {}
-        for sid, stags in self._matching_series(name, tags):
-            group = tuple(stags.get(k, "") for k in keys)
-            for times, values in self._columns_of(sid, lo, hi):
-                for t, v in zip(times, values, strict=True):
-                    if (lo is not None and t < lo) or (hi is not None and t >= hi):
-                        continue
-                    key = (group, t - t % width)
-                    cell = cells.get(key)
-                    if cell is None:
-                        cells[key] = [[v], t, v]
-                    else:
-                        cell[0].append(v)
-                        if t >= cell[1]:
-                            cell[1] = t
-                            cell[2] = v
-        out = []
-        for (group, start), (vals, _, last) in sorted(cells.items(), key=_cell_order):
-            value = _query.reduce_values(agg, vals, last, width)
-            out.append(Bucket(start, dict(zip(keys, group, strict=True)), value, len(vals)))
-        return out
+        columns = (
+            (tuple(stags.get(k, "") for k in keys), times, values)
+            for sid, stags in self._matching_series(name, tags)
+            for times, values in self._columns_of(sid, lo, hi)
+        )
+        return _query.aggregate_columns(columns, agg=agg, width=width, lo=lo, hi=hi, keys=keys)
 
     def _aggregate_rollups(
         self,
@@ -1139,10 +1122,6 @@ class DatabaseStorage(Storage):
 
 def _time_of(m: Metric) -> int:
     return m.time_ns
-
-
-def _cell_order(item: tuple[tuple[tuple[str, ...], int], Any]) -> tuple[tuple[str, ...], int]:
-    return item[0]
 
 
 def _first(p: tuple[int, float, str]) -> int:
