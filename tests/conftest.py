@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -11,7 +12,13 @@ import pytest
 
 from telemetry import TelemetryCollector, TelemetryConfig
 from telemetry.storage import MemoryStorage
-from tests.helpers import AppServer, RimpServer, server_settings
+from tests.helpers import (
+    POSTGRES_ADMIN_URL,
+    AppServer,
+    RimpServer,
+    missing_service,
+    server_settings,
+)
 
 if TYPE_CHECKING:  # imported at run time by AppServer, under the tests' warning filters
     from starlette.testclient import TestClient
@@ -66,3 +73,23 @@ def rimp_server(tmp_path: Path) -> Iterator[RimpServer]:
     yield server
     code = server.stop()
     assert code == 0, f"rimp serve exited with {code}:\n{server.output()}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run (``rimp_test_<hex>``), dropped after."""
+    try:
+        import psycopg
+    except ImportError:
+        missing_service("psycopg is not installed: pip install 'rimp[postgres]'")
+    name = f"rimp_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        missing_service(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 
 from telemetry.protocols.native import Limits
 from telemetry.server import ServerSettings, create_app
@@ -578,3 +579,17 @@ class LineCounter:
     def close(self, timeout: float = 25.0) -> None:
         """Wait for the reading thread to end (after ``finish``'s id or the stream's end)."""
         self._thread.join(timeout)
+
+
+def missing_service(reason: str) -> NoReturn:
+    """A service the test needs is absent: skip on a user's machine, fail under ``CI=true``
+    (where ``.ci/run`` starts every service)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: .ci/run starts it)")
+    pytest.skip(reason)
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "RIMP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+"""Where the tests create (and drop) their own database: the machine's PostgreSQL."""

@@ -3,13 +3,12 @@
 It sits above both the storage backends and the exporters, so that neither
 package imports the other: ``endpoint`` set means an
 :class:`~telemetry.exporters.HTTPExporter`, otherwise ``storage_backend`` names
-a backend (or is one).
+a backend (or is one); a ``postgresql://`` ``storage_path`` means PostgreSQL.
 """
 
 from __future__ import annotations
 
-from telemetry.config import TelemetryConfig
-from telemetry.errors import StorageError
+from telemetry.config import POSTGRES_SCHEMES, TelemetryConfig
 from telemetry.storage import DatabaseStorage, FileStorage, MemoryStorage, Storage
 
 __all__ = ["sink_from_config"]
@@ -19,8 +18,8 @@ def sink_from_config(config: TelemetryConfig) -> Storage:
     """Build the ``Storage`` that ``config.storage_backend`` names (or return the instance).
 
     Raises:
-        StorageError: the backend cannot be opened, or ``storage_path`` is a
-            database URL this release has no backend for.
+        StorageError: the backend cannot be opened (a PostgreSQL server that does not
+            answer, a schema newer than this RIMP).
     """
     if config.endpoint is not None:
         # Imported only when asked for: the core never loads a network client otherwise.
@@ -39,10 +38,13 @@ def sink_from_config(config: TelemetryConfig) -> Storage:
         return MemoryStorage()
     if backend == "file":
         return FileStorage(config.resolved_storage_path())
-    path = config.resolved_storage_path()
-    if "://" in str(config.storage_path or ""):
-        raise StorageError(
-            f"storage_path={str(config.storage_path)!r}: database URLs (PostgreSQL) are not "
-            "supported by this release; give a SQLite file path"
-        )
-    return DatabaseStorage(path, retention=config.retention, raw_retention=config.raw_retention)
+    url = str(config.storage_path or "")
+    if url.startswith(POSTGRES_SCHEMES):  # checked by the config: backend "database"
+        from telemetry.storage.postgres import PostgresStorage
+
+        return PostgresStorage(url, retention=config.retention)
+    return DatabaseStorage(
+        config.resolved_storage_path(),
+        retention=config.retention,
+        raw_retention=config.raw_retention,
+    )

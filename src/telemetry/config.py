@@ -24,6 +24,8 @@ __all__ = ["OVERFLOW_POLICIES", "STORAGE_BACKENDS", "TelemetryConfig"]
 OverflowPolicy = Literal["block", "drop_newest", "drop_oldest"]
 OVERFLOW_POLICIES: tuple[str, ...] = ("block", "drop_newest", "drop_oldest")
 STORAGE_BACKENDS: tuple[str, ...] = ("memory", "file", "database")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+"""``storage_path`` URLs that select ``PostgresStorage`` (with ``storage_backend="database"``)."""
 DEFAULT_CAPACITY = 100_000
 
 
@@ -45,7 +47,8 @@ class TelemetryConfig:
         flush_interval: seconds between flushes.
         realtime_mode: a stream delivers as soon as records arrive, not per interval.
         storage_backend: ``"memory"``, ``"file"``, ``"database"`` or a ``Storage`` instance.
-        storage_path: directory for ``"file"``, database path for ``"database"``.
+        storage_path: directory for ``"file"``; for ``"database"`` a SQLite file path, or a
+            ``postgresql://`` URL for :class:`~telemetry.storage.PostgresStorage`.
         buffer_capacity: most records held before ``overflow_policy`` applies;
             left at its default (100,000) it grows to a larger ``buffer_size``.
         overflow_policy: ``"block"`` (wait up to ``block_timeout``, then drop the
@@ -185,6 +188,23 @@ class TelemetryConfig:
                 "storage_path='': must not be empty (use None for the default)",
                 field="storage_path",
             )
+        if path is not None and "://" in str(path):
+            if not str(path).startswith(POSTGRES_SCHEMES):
+                raise ConfigError(
+                    f"storage_path={str(path)!r}: the only database URLs are postgresql://...",
+                    field="storage_path",
+                )
+            if self.storage_backend != "database":
+                raise ConfigError(
+                    f"storage_path={str(path)!r}: a PostgreSQL URL needs "
+                    f"storage_backend='database', not {self.storage_backend!r}",
+                    field="storage_path",
+                )
+            if self.raw_retention is not None:
+                raise ConfigError(
+                    "raw_retention: PostgreSQL keeps no separate raw points; use retention",
+                    field="raw_retention",
+                )
 
     @classmethod
     def from_env(

@@ -30,8 +30,8 @@ PUBLIC: dict[str, set[str]] = {
     "telemetry.instruments": {"Counter", "Gauge", "Histogram", "Timer"},
     "telemetry.streaming": {"Consumer", "ConsumerStats", "StreamStats", "TelemetryStream"},
     "telemetry.storage": {
-        "AGGREGATES", "DatabaseStorage", "FileStorage", "MemoryStorage", "ScanningStorage",
-        "Storage", "TimeArg",
+        "AGGREGATES", "DatabaseStorage", "FileStorage", "MemoryStorage", "PostgresStorage",
+        "ScanningStorage", "Storage", "TimeArg",
     },
     "telemetry.exporters": {"HTTPExporter"},
     "telemetry.logbridge": {"TelemetryHandler"},
@@ -69,12 +69,14 @@ class TestExportedNames:
         from telemetry.streaming import TelemetryStream  # noqa: F401
 
     def test_import_telemetry_loads_no_server_cli_or_network_client(self) -> None:
-        """``import telemetry`` stays cheap: no server, CLI, exporter, HTTP or web framework."""
+        """``import telemetry`` stays cheap: no server, CLI, exporter, HTTP or web framework,
+        no database or bus client, no numpy."""
         code = (
             "import sys, telemetry; "
             "print(sorted(m for m in sys.modules if m.startswith(('telemetry.server', "
             "'telemetry.cli', 'telemetry.exporters', 'telemetry.client', 'starlette', "
-            "'uvicorn', 'http.client', 'urllib.request'))))"
+            "'uvicorn', 'http.client', 'urllib.request', 'psycopg', 'nats', "
+            "'telemetry.storage.postgres', 'telemetry.bus', 'numpy'))))"
         )
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -326,7 +326,7 @@ class TestFaults:
 class TestWriterRules:
     def test_a_url_is_refused_not_taken_for_a_path(self, tmp_path: Path) -> None:
         """A database URL raises StorageError instead of creating a file named like it."""
-        with pytest.raises(StorageError, match="database URLs"):
+        with pytest.raises(StorageError, match="use PostgresStorage"):
             DatabaseStorage("postgresql://rimp@localhost/telemetry")
         assert not Path("postgresql:").exists()
 

@@ -8,6 +8,7 @@ from its own module: :mod:`~telemetry.cli.demo`, :mod:`~telemetry.cli.serve`,
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 
 from telemetry import __version__
@@ -55,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir", default="rimp-data", help="where the database lives (default ./rimp-data)"
     )
     serve.add_argument(
-        "--storage", default=None, help="a database path or sqlite:///PATH instead of --data-dir"
+        "--storage",
+        default=os.environ.get("RIMP_STORAGE"),
+        help="a database path, sqlite:///PATH, or postgresql://USER@HOST/DB (the 'postgres' "
+        "extra) instead of --data-dir; also RIMP_STORAGE",
     )
     serve.add_argument(
         "--token-file",

@@ -173,14 +173,24 @@ def _allowed_hosts(host: str, extra: Sequence[str]) -> frozenset[str] | None:
 
 
 def _storage(url: str | None, data_dir: str) -> Storage:
+    from telemetry.config import POSTGRES_SCHEMES
     from telemetry.storage import DatabaseStorage
 
+    if url is not None and url.startswith(POSTGRES_SCHEMES):
+        try:
+            from telemetry.storage.postgres import PostgresStorage
+        except ImportError as exc:
+            raise StorageError(f"--storage {url.split('@')[-1]!r}: {exc}") from None
+        # Many nodes write one PostgreSQL database: no writer role to claim.
+        return PostgresStorage(url)
     if url is None:
         path = str(Path(data_dir) / "telemetry.db")
     elif url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
     elif "://" in url:
-        raise StorageError(f"--storage {url!r}: only sqlite:///PATH is supported by this release")
+        raise StorageError(
+            f"--storage {url!r}: give sqlite:///PATH, a file path or postgresql://..."
+        )
     else:
         path = url
     storage = DatabaseStorage(path)

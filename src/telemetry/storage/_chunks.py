@@ -28,6 +28,7 @@ other); the core itself never needs numpy.
 from __future__ import annotations
 
 import array
+import importlib.util
 import re
 import zlib
 from collections.abc import Sequence
@@ -36,12 +37,20 @@ from typing import Any
 
 import msgspec
 
-try:
-    import numpy as np
+HAVE_NUMPY = importlib.util.find_spec("numpy") is not None
+"""Whether decoding may use numpy (imported at the first decode, so ``import telemetry``
+stays cheap: numpy takes ~50 ms to import)."""
+_np: Any = None
 
-    HAVE_NUMPY = True
-except ImportError:  # pragma: no cover - the core runs without numpy
-    HAVE_NUMPY = False
+
+def _numpy() -> Any:
+    global _np  # a lazily imported module, set once
+    if _np is None:
+        import numpy
+
+        _np = numpy
+    return _np
+
 
 __all__ = [
     "decode_ids",
@@ -92,6 +101,7 @@ def _unpack(typecode: str, blob: bytes, raw: bool) -> array.array:  # type: igno
 def _unpack_np(blob: bytes) -> Any:
     """A shuffled, compressed 8-byte column as a numpy int64 array (native order,
     like ``array.array``)."""
+    np = _numpy()
     raw = np.frombuffer(zlib.decompress(blob), dtype=np.uint8)
     return raw.reshape(_WIDTH, -1).T.copy().view(np.int64).ravel()
 
@@ -128,7 +138,7 @@ def decode_times(blob: bytes) -> array.array[int]:
     if blob[:1] == _RAW:
         return _unpack("q", blob[1:], True)
     if HAVE_NUMPY:
-        return array.array("q", np.cumsum(_unpack_np(blob[1:])).tobytes())
+        return array.array("q", _numpy().cumsum(_unpack_np(blob[1:])).tobytes())
     return array.array("q", _running_sum(_unpack("q", blob[1:], False)))
 
 
@@ -182,7 +192,7 @@ def decode_values(blob: bytes) -> array.array[float]:
             zigzag = _unpack_np(blob[2:])
             # int64 -> float64 is exact below 2**53 (checked when encoding), and the
             # division is IEEE's, so this is bit for bit the pure-Python result.
-            mantissas = np.cumsum((zigzag >> 1) ^ -(zigzag & 1))
+            mantissas = _numpy().cumsum((zigzag >> 1) ^ -(zigzag & 1))
             return array.array("d", (mantissas / scale).tobytes())
         ints = _running_sum(_unzigzag(_unpack("q", blob[2:], False)))
         return array.array("d", [m / scale for m in ints])

@@ -236,8 +236,8 @@ class DatabaseStorage(Storage):
     ) -> None:
         if "://" in str(path):
             raise StorageError(
-                f"DatabaseStorage({str(path)!r}): database URLs (PostgreSQL) are not supported "
-                "by this release; give a SQLite file path"
+                f"DatabaseStorage({str(path)!r}): a URL is not a SQLite file; for PostgreSQL "
+                "use PostgresStorage(url)"
             )
         self.path = Path(path)
         self.retention_ns = None if retention is None else duration_ns(retention, "retention")
