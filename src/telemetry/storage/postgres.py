@@ -259,11 +259,18 @@ class PostgresStorage(Storage):
         self._retried = 0
         self._writer: psycopg.Connection[Any] | None = None
         self._reader: psycopg.Connection[Any] | None = None
-        with self._connection(write=True) as conn:
-            self._migrate(conn)
-            self._load_partitions(conn)
-        self._ensure_days("events", self._days_ahead())
-        self._ensure_days("chunks", self._days_ahead())
+        try:
+            with self._connection(write=True) as conn:
+                self._migrate(conn)
+                self._load_partitions(conn)
+            self._ensure_days("events", self._days_ahead())
+            self._ensure_days("chunks", self._days_ahead())
+        except psycopg.Error as exc:
+            self._disconnect()
+            raise StorageError(f"{self._label}: cannot prepare the schema: {exc}") from exc
+        except BaseException:
+            self._disconnect()
+            raise
         self._stop = threading.Event()
         self._maintainer = threading.Thread(
             target=self._maintain, args=(maintenance_interval,), daemon=True, name="rimp-pg"
@@ -278,12 +285,19 @@ class PostgresStorage(Storage):
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             conn = psycopg.connect(
-                self.url, connect_timeout=max(1, round(self.connect_timeout)), autocommit=True
+                self.url,
+                connect_timeout=max(1, round(self.connect_timeout)),
+                autocommit=True,
+                application_name=f"rimp:{self.schema}",  # visible in pg_stat_activity
             )
         except psycopg.Error as exc:
             raise StorageError(f"{self._label}: cannot connect: {exc}".strip()) from exc
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        try:
+            # The schema may not exist yet: _migrate creates it, under its lock.
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     class _Use:
@@ -322,18 +336,39 @@ class PostgresStorage(Storage):
         return PostgresStorage._Use(self, write=write)
 
     def _read(self, name: str, query: Any, args: Any = None) -> list[Any]:
-        try:
-            with self._connection() as conn:
-                return conn.execute(query, args).fetchall()
-        except psycopg.Error as exc:
-            raise StorageError(f"{self._label}: {name} failed: {exc}") from exc
+        for attempt in (1, 2):
+            try:
+                with self._connection() as conn:
+                    return conn.execute(query, args).fetchall()
+            except psycopg.OperationalError as exc:
+                # A connection the server ended (a restart) is only found broken when
+                # used: the read runs once more on a new one.
+                if attempt == 2:
+                    raise StorageError(f"{self._label}: {name} failed: {exc}") from exc
+            except psycopg.Error as exc:
+                raise StorageError(f"{self._label}: {name} failed: {exc}") from exc
+        raise AssertionError("unreachable")
 
     # --- schema ----------------------------------------------------------------
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        for attempt in range(3):
+            try:
+                self._migrate_once(conn)
+                return
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+                # Another process created the schema while this one waited for the lock,
+                # and this session's catalog cache had not seen it yet: look again.
+                if attempt == 2:
+                    raise
+
+    def _migrate_once(self, conn: psycopg.Connection[Any]) -> None:
         with conn.transaction():
             # One process migrates; the others wait here, then find the schema current.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"rimp:{self.schema}",))
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS rimp_meta (key text PRIMARY KEY, value text NOT NULL)"
             )
@@ -907,10 +942,13 @@ class PostgresStorage(Storage):
         self._maintainer.join(5)
         with self._write_lock, self._read_lock:
             self._closed = True
-            for conn in (self._writer, self._reader):
-                if conn is not None:
-                    conn.close()
-            self._writer = self._reader = None
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                conn.close()
+        self._writer = self._reader = None
 
     def drop(self) -> None:
         """Drop the whole schema and everything in it (tests and ``rimp db``): the data is
