@@ -81,6 +81,29 @@ class TestIdempotence:
         (hour,) = storage.aggregate("rt", agg="sum", bucket=3600)
         assert (hour.count, hour.value) == (50, sum(range(50)))
 
+    def test_a_batch_delivered_again_among_others_is_stored_once(
+        self, storage: PostgresStorage
+    ) -> None:
+        """``store_many`` keeps each batch's own cut: batches written together, then one of
+        them again with a new one (a bus redelivery fetched with other messages), store
+        every point exactly once."""
+
+        def batch(first: int) -> TelemetryData:
+            return TelemetryData(
+                metrics=[metric("rt", 1.0, T0 + (first + i) * SECOND, host="a") for i in range(10)]
+            )
+
+        a, b, c = batch(0), batch(5), batch(20)  # a and b interleave in time
+        storage.store_many([a, b])
+        storage.store_many([b, c])
+        storage.store_many([a])
+        points = storage.query_metrics("rt")
+        assert sorted(p.id for p in points) == sorted(
+            m.id for m in [*a.metrics, *b.metrics, *c.metrics]
+        )
+        (hour,) = storage.aggregate("rt", agg="count", bucket=3600)
+        assert hour.count == 30
+
     def test_records_already_stored_inside_a_new_batch_are_skipped(
         self, storage: PostgresStorage
     ) -> None:

@@ -54,6 +54,24 @@ class Storage:
         """Write a batch. Durable on return for durable backends."""
         raise NotImplementedError(f"{type(self).__name__} does not implement store()")
 
+    def store_many(self, batches: Sequence[TelemetryData]) -> None:
+        """Write several batches at once (a bus writer's fetched messages).
+
+        The default merges them into one :meth:`store`. A backend that keeps
+        re-stored batches idempotent by how it cuts them (``PostgresStorage``) overrides
+        it to keep each batch's cut, so that a batch delivered again, alone or with
+        others, stores nothing twice.
+        """
+        if len(batches) == 1:
+            self.store(batches[0])
+            return
+        merged = TelemetryData()
+        for batch in batches:
+            merged.events.extend(batch.events)
+            merged.metrics.extend(batch.metrics)
+            merged.receipts.update(batch.receipts)
+        self.store(merged)
+
     def query_events(
         self,
         *,

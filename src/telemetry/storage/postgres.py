@@ -439,18 +439,33 @@ class PostgresStorage(Storage):
             StorageError: the database refused the batch or cannot be reached; nothing
                 of the batch is stored then.
         """
-        if not data.events and not data.metrics and not data.receipts:
-            return
+        self.store_many([data])
+
+    def store_many(self, batches: Sequence[TelemetryData]) -> None:
+        """Write several batches in one transaction, each cut into chunks as
+        :meth:`store` would cut it alone: a batch delivered again, with other batches
+        or alone, finds its chunks stored and adds nothing.
+
+        Raises:
+            StorageError: as :meth:`store`; nothing of any batch is stored then.
+        """
+        events: list[tuple[Any, ...]] = []
+        chunks: list[tuple[Any, ...]] = []
+        receipts: dict[str, bytes] = {}
         try:
-            events = [
-                (e.time_ns, e.id, i, e.source, e.event_type.value, e.message,
-                 _encode_metadata(e.metadata).decode())
-                for i, e in enumerate(data.events)
-            ]  # fmt: skip
-            chunks = self._chunk_rows(data.metrics)
+            for data in batches:
+                events += [
+                    (e.time_ns, e.id, len(events) + i, e.source, e.event_type.value, e.message,
+                     _encode_metadata(e.metadata).decode())
+                    for i, e in enumerate(data.events)
+                ]  # fmt: skip
+                chunks += self._chunk_rows(data.metrics)
+                receipts.update(data.receipts)
+            if not events and not chunks and not receipts:
+                return
             self._ensure_days("events", {_day(row[0]) for row in events})
             self._ensure_days("chunks", {_day(row[1]) for row in chunks})
-            self._write(events, chunks, data.receipts)
+            self._write(events, chunks, receipts)
         except psycopg.Error as exc:
             self._write_errors += 1
             raise StorageError(f"{self._label}: store failed: {exc}") from exc
