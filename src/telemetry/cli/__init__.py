@@ -126,6 +126,53 @@ def _parser() -> argparse.ArgumentParser:
         help="a connection's request headers must be complete within this time (default 10)",
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    bus = serve.add_argument_group(
+        "scale-out",
+        "many nodes on NATS JetStream and PostgreSQL (the 'nats' extra; docs/scaling.md)",
+    )
+    bus.add_argument(
+        "--bus",
+        default=os.environ.get("RIMP_BUS"),
+        metavar="nats://HOST:PORT",
+        help="publish accepted batches to this NATS JetStream; also RIMP_BUS",
+    )
+    bus.add_argument(
+        "--bus-stream",
+        default=os.environ.get("RIMP_BUS_STREAM", "RIMP"),
+        metavar="NAME",
+        help="the JetStream stream (default RIMP); also RIMP_BUS_STREAM",
+    )
+    bus.add_argument(
+        "--role",
+        default=os.environ.get("RIMP_ROLE", "all"),
+        choices=("all", "ingest", "writer"),
+        help="with --bus: accept and store (all, the default), accept only, or store only",
+    )
+    bus.add_argument(
+        "--bus-writers", type=int, default=1, metavar="N", help="writer tasks on this node (1)"
+    )
+    bus.add_argument(
+        "--bus-max-age",
+        type=float,
+        default=86_400.0,
+        metavar="SECONDS",
+        help="how long the stream keeps a batch, stored or not (default 86400: a day)",
+    )
+    bus.add_argument(
+        "--bus-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="stream replicas in a NATS cluster (1 on one server; 3 for a 3-node cluster)",
+    )
+    bus.add_argument(
+        "--bus-max-ack-pending",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="messages all writers may hold unacknowledged (default 10,000); JetStream "
+        "delivers nothing more while it is reached",
+    )
 
     from telemetry.cli.remote import add_remote_commands
 

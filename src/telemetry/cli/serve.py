@@ -51,4 +51,13 @@ def run_serve(args: argparse.Namespace) -> int:
         ack_timeout=args.ack_timeout,
         statsd_port=args.statsd_port,
         statsd_flush_interval=args.statsd_flush_interval,
+        bus=args.bus,
+        bus_options={
+            "stream": args.bus_stream,
+            "max_age": args.bus_max_age,
+            "replicas": args.bus_replicas,
+            "max_ack_pending": args.bus_max_ack_pending,
+        },
+        role=args.role,
+        bus_writers=args.bus_writers,
     )

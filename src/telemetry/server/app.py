@@ -90,10 +90,26 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
         storage: Storage = settings.storage or DatabaseStorage(
             Path(settings.data_dir) / "telemetry.db"
         )
-        state.collector = TelemetryCollector(settings.collector_config(), storage=storage)
-        state.stream = TelemetryStream(state.collector, storage, interval=settings.flush_interval)
-        state.hub.bind(asyncio.get_running_loop())
-        state.stream.add_consumer(state.hub.publish, name="live-hub")
+        state.storage = storage
+        loop = asyncio.get_running_loop()
+        state.hub.bind(loop)
+        sink = storage
+        if settings.bus is not None:
+            from telemetry.server.busnode import BusNode
+
+            # Stored batches reach the hub from the bus (every node's, once stored).
+            state.bus = await BusNode.start(
+                settings.bus,
+                storage,
+                state.hub.publish,
+                role=settings.role,
+                writers=settings.bus_writers,
+            )
+            sink = state.bus.sink(loop, settings.ack_timeout)
+        state.collector = TelemetryCollector(settings.collector_config(), storage=sink)
+        state.stream = TelemetryStream(state.collector, sink, interval=settings.flush_interval)
+        if state.bus is None:
+            state.stream.add_consumer(state.hub.publish, name="live-hub")
         state.stream.start()
         demo = _start_demo(state) if settings.demo else []
         if settings.statsd_port is not None:
@@ -109,6 +125,8 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
                 thread.join(5)
             await run_in_threadpool(state.stream.stop, settings.drain_timeout)
             await run_in_threadpool(state.collector.close, settings.drain_timeout)
+            if state.bus is not None:  # after the drain, which publishes through it
+                await state.bus.stop()
             storage.close()
 
     app = Starlette(

@@ -242,7 +242,7 @@ async def _once(
     future: asyncio.Future[IngestAnswer] = asyncio.get_running_loop().create_future()
     cache.put(key, future)
     try:
-        stored = await run_in_threadpool(state.collector.storage.receipt, key)
+        stored = await run_in_threadpool(state.storage.receipt, key)
         if stored is not None:  # answered before a restart: the records are stored
             status, payload, late = wire.ok_status, stored, None
         else:
@@ -308,6 +308,10 @@ async def _accept(state: ServerState, wire: Wire, body: bytes, key: str | None) 
         state.reject("invalid_field", decoded.rejected)
         state.count_records(wire.door, "rejected", decoded.rejected)
     collector = state.collector
+    if state.settings.role == "writer":
+        state.count_request(wire.door, 503)
+        message = "this node only stores (--role writer); send batches to an ingest node"
+        return 503, wire.error("not_an_ingest_node", message, None), None
     if collector.awaiting_retry():
         state.reject("storage_unavailable", len(data))
         state.count_request(wire.door, 503)

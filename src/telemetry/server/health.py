@@ -1,4 +1,5 @@
-"""``GET /healthz`` (the process answers) and ``GET /readyz`` (the storage answers)."""
+"""``GET /healthz`` (the process answers) and ``GET /readyz`` (the storage, and on a bus
+node the bus, answer)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ async def readyz(request: Request) -> Response:
     """Readiness: the storage answers a query and its writes are not failing."""
     state: ServerState = request.app.state.rimp
     try:
-        await run_in_threadpool(state.collector.storage.query_events, limit=1)
+        await run_in_threadpool(state.storage.query_events, limit=1)
     except Exception as exc:  # whatever the backend raises, it is not ready
         return error_response(503, "storage_unavailable", f"storage does not answer: {exc}")
+    if state.bus is not None and not state.bus.bus.connected:
+        return error_response(503, "bus_unavailable", "the bus (NATS) does not answer")
     if state.collector.awaiting_retry():
         return error_response(503, "storage_unavailable", "storage writes are failing")
     return json_response({"status": "ready"})

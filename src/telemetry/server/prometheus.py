@@ -186,7 +186,7 @@ def _range_data(result: Result) -> dict[str, Any]:
 
 def _instant(state: ServerState, query: str, t: int) -> dict[str, Any]:
     tree = parse(query)
-    evaluator = Evaluator(state.collector.storage, [t])
+    evaluator = Evaluator(state.storage, [t])
     if type(tree).__name__ == "MatrixSelector":  # a range vector is an instant query's matrix
         _, ranges = evaluator.eval(tree)
         return {
@@ -207,7 +207,7 @@ def _instant(state: ServerState, query: str, t: int) -> dict[str, Any]:
 def _range(state: ServerState, query: str, start: int, end: int, step: int) -> dict[str, Any]:
     tree = parse(query)
     steps = list(range(start, end + 1, step))
-    return _range_data(Evaluator(state.collector.storage, steps).run(tree))
+    return _range_data(Evaluator(state.storage, steps).run(tree))
 
 
 async def query(request: Request) -> Response:
@@ -257,7 +257,7 @@ async def query_range(request: Request) -> Response:
 
 
 def _series_matching(state: ServerState, matches: list[str]) -> list[dict[str, str]]:
-    evaluator = Evaluator(state.collector.storage, [time.time_ns()])
+    evaluator = Evaluator(state.storage, [time.time_ns()])
     if not matches:
         return [dict(labels) for labels, _, _ in evaluator.catalogue()]
     from telemetry.promql.engine import _matchers
@@ -316,7 +316,7 @@ async def metadata(request: Request) -> Response:
     state: ServerState = request.app.state.rimp
     from telemetry._promnames import sanitize_name
 
-    infos = await run_in_threadpool(state.collector.storage.series)
+    infos = await run_in_threadpool(state.storage.series)
     out: dict[str, list[dict[str, str]]] = {}
     for info in infos:
         out.setdefault(sanitize_name(info.name), [{"type": "gauge", "help": "", "unit": info.unit}])

@@ -72,7 +72,7 @@ async def get_events(request: Request) -> Response:
     state: ServerState = request.app.state.rimp
     q = request.query_params
     found = await run_in_threadpool(
-        state.collector.storage.query_events,
+        state.storage.query_events,
         source=q.get("source") or None,
         event_type=params.parse_event_type(q.get("type")),
         since=params.parse_time(q.get("since"), "since"),
@@ -93,7 +93,7 @@ async def get_event_counts(request: Request) -> Response:
     ] or ["event_type"]
     since = params.parse_time(q.get("since"), "since")
     buckets = await run_in_threadpool(
-        state.collector.storage.count_events,
+        state.storage.count_events,
         bucket=params.parse_bucket(q.get("bucket")),
         since=since if since is not None else time.time_ns() - _HOUR_NS,
         until=params.parse_time(q.get("until"), "until"),
@@ -112,9 +112,7 @@ async def get_event_counts(request: Request) -> Response:
 async def get_series(request: Request) -> Response:
     """``GET /api/v1/series``."""
     state: ServerState = request.app.state.rimp
-    found = await run_in_threadpool(
-        state.collector.storage.series, request.query_params.get("name") or None
-    )
+    found = await run_in_threadpool(state.storage.series, request.query_params.get("name") or None)
     return json_response(
         {
             "series": [
@@ -139,7 +137,7 @@ async def get_metric(request: Request) -> Response:
     q = request.query_params
     name = request.path_params["name"]
     points = await run_in_threadpool(
-        state.collector.storage.query_metrics,
+        state.storage.query_metrics,
         name,
         tags=params.parse_tags(q.getlist("tags")),
         since=params.parse_time(q.get("since"), "since"),
@@ -159,7 +157,7 @@ async def get_aggregate(request: Request) -> Response:
     bucket = params.parse_bucket(q.get("bucket"))
     since = params.parse_time(q.get("since"), "since")
     buckets = await run_in_threadpool(
-        state.collector.storage.aggregate,
+        state.storage.aggregate,
         name,
         agg=agg,
         bucket=bucket,

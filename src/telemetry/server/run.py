@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -9,12 +10,13 @@ import re
 import socket
 import sys
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from telemetry.errors import StorageError, TokenError
+from telemetry.errors import ConfigError, StorageError, TokenError
 from telemetry.protocols.native import Limits
 from telemetry.server.app import create_app
 from telemetry.server.auth import Tokens, is_loopback
@@ -22,6 +24,9 @@ from telemetry.server.connections import HEADER_TIMEOUT, MAX_HEADER_BYTES, Guard
 from telemetry.server.hosts import LOOPBACK_NAMES, host_name
 from telemetry.server.settings import ServerSettings
 from telemetry.storage import Storage
+
+if TYPE_CHECKING:
+    from telemetry.bus import BusSettings
 
 __all__ = ["serve"]
 
@@ -70,12 +75,21 @@ def serve(
     ack_timeout: float = 30.0,
     statsd_port: int | None = None,
     statsd_flush_interval: float = 10.0,
+    bus: str | None = None,
+    bus_options: Mapping[str, Any] | None = None,
+    role: str = "all",
+    bus_writers: int = 1,
 ) -> int:
     """Run until SIGTERM/SIGINT, then drain the pipeline into storage; return the exit code.
 
     Bound to loopback, requests must name ``localhost``, a loopback address, ``host``
     or one of ``allowed_hosts`` in ``Host`` (and in ``Origin``, when a browser sends
     one); bound elsewhere, the same holds once ``allowed_hosts`` is given.
+
+    With ``bus`` (``nats://host:port``), accepted batches go through NATS JetStream
+    (``bus_options`` are :class:`~telemetry.bus.BusSettings` fields) and ``storage`` is
+    normally a ``postgresql://`` URL shared by every node; the bus and the storage must
+    both answer at start, or the exit code is 2 with a message naming which.
     """
     try:
         tokens = Tokens.load(token_file, os.environ.get("RIMP_TOKENS"))
@@ -88,6 +102,11 @@ def serve(
             "write your telemetry. Give --token-file or RIMP_TOKENS, or bind to 127.0.0.1.",
             file=sys.stderr,
         )
+        return 2
+    try:
+        bus_settings = _bus(bus, bus_options or {}, role)
+    except (ConfigError, BusStartError) as exc:
+        print(f"rimp serve: {exc}", file=sys.stderr)
         return 2
     try:
         backend = _storage(storage, data_dir)
@@ -106,6 +125,9 @@ def serve(
         statsd_port=statsd_port,
         statsd_host=host,
         statsd_flush_interval=statsd_flush_interval,
+        bus=bus_settings,
+        role=role,
+        bus_writers=bus_writers,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     app = create_app(settings)
@@ -123,7 +145,12 @@ def serve(
     server = _Server(config, lambda: app.state.rimp.hub.close_all("the server is shutting down"))
     auth = "tokens required" if tokens.enabled else "open (loopback, no tokens)"
     statsd = f", StatsD on udp://{host}:{statsd_port}" if statsd_port is not None else ""
-    print(f"RIMP serving http://{host}:{port} - storage {backend}, {auth}{statsd}", flush=True)
+    via = ""
+    if bus_settings is not None:
+        from telemetry.bus.jetstream import redact_url
+
+        via = f", bus {redact_url(bus_settings.url)} stream {bus_settings.stream} role {role}"
+    print(f"RIMP serving http://{host}:{port} - storage {backend}{via}, {auth}{statsd}", flush=True)
     server.run()
     return 0
 
@@ -170,6 +197,30 @@ def _allowed_hosts(host: str, extra: Sequence[str]) -> frozenset[str] | None:
     if not extra and not is_loopback(host):
         return None  # reachable under names we cannot know; tokens guard it
     return LOOPBACK_NAMES | {host_name(host), *(host_name(h) for h in extra)}
+
+
+class BusStartError(Exception):
+    """The bus named by ``--bus`` cannot be used: the extra is missing or NATS does not answer."""
+
+
+def _bus(url: str | None, options: Mapping[str, Any], role: str) -> BusSettings | None:
+    """The bus settings, checked against the live server: a node must not start (and
+    report healthy) on a bus it cannot reach."""
+    if url is None:
+        if role != "all":
+            raise ConfigError(f"--role {role}: needs --bus", field="role")
+        return None
+    try:
+        from telemetry.bus import BusError, BusSettings
+        from telemetry.server.busnode import check_bus
+    except ImportError as exc:
+        raise BusStartError(f"--bus: {exc}") from None
+    settings = BusSettings(url=url, **options)
+    try:
+        asyncio.run(check_bus(settings))
+    except BusError as exc:
+        raise BusStartError(f"--bus: {exc}") from None
+    return settings
 
 
 def _storage(url: str | None, data_dir: str) -> Storage:

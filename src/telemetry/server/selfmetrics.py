@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -41,8 +42,8 @@ def _number(value: float) -> str:
 async def metrics(request: Request) -> Response:
     """``GET /metrics``: Prometheus text exposition of the server and the stored series."""
     state: ServerState = request.app.state.rimp
-    series = await run_in_threadpool(state.collector.storage.series)
-    state.storage_bytes = _storage_bytes(state.collector.storage)
+    series = await run_in_threadpool(state.storage.series)
+    state.storage_bytes = _storage_bytes(state.storage)
     text = exposition(state, series)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -54,6 +55,30 @@ def _storage_bytes(storage: Storage) -> int | None:
         return None
     files = [path, path.with_name(path.name + "-wal")] if path.is_file() else list(path.glob("*"))
     return sum(f.stat().st_size for f in files if f.is_file())
+
+
+_BUS_GAUGES = {
+    "connected": "1 while the node's NATS connection is up.",
+    "max_msg_bytes": "Largest message the node publishes (bigger batches are split).",
+}
+_BUS_PARTS = {
+    "bus": "the node's publishing to JetStream",
+    "writers": "the node's bus writers (JetStream to storage)",
+    "feed": "the node's feed of stored batches to its live clients",
+}
+
+
+def _bus_families(info: dict[str, dict[str, Any]], family: Any) -> None:
+    """One family per counter of the bus, its writers and its feed:
+    ``rimp_bus_published_messages_total``, ``rimp_bus_writers_redelivered_total``..."""
+    for part, counters in info.items():
+        for key, value in sorted(counters.items()):
+            name = f"rimp_bus_{key}" if part == "bus" else f"rimp_bus_{part}_{key}"
+            if part == "bus" and key in _BUS_GAUGES:
+                family(name, "gauge", _BUS_GAUGES[key], [({}, float(value))])
+            else:
+                help_text = f"{key.replace('_', ' ').capitalize()}: {_BUS_PARTS[part]}."
+                family(f"{name}_total", "counter", help_text, [({}, float(value))])
 
 
 def exposition(state: ServerState, series: list[SeriesInfo]) -> str:
@@ -130,6 +155,8 @@ def exposition(state: ServerState, series: list[SeriesInfo]) -> str:
     lines.append(f"rimp_ingest_store_latency_seconds_count {writes}")
     family("rimp_uptime_seconds", "gauge", "Seconds since the server started.",
            [({}, time.time() - state.started)])  # fmt: skip
+    if state.bus is not None:
+        _bus_families(state.bus.info(), family)
 
     # Grouped by the name as exposed (sanitised, and moved out of the server's own
     # rimp_ namespace), so names that collide on the way share one family.

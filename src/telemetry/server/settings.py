@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from telemetry.config import TelemetryConfig, check_int, check_seconds
+from telemetry.errors import ConfigError
 from telemetry.protocols.native import Limits
 from telemetry.server.auth import Tokens
 from telemetry.storage import Storage
+
+if TYPE_CHECKING:  # the bus needs the 'nats' extra: imported only by a node that has one
+    from telemetry.bus import BusSettings
 
 __all__ = ["ServerSettings"]
 
@@ -43,6 +48,12 @@ class ServerSettings:
         statsd_host: the address the StatsD port binds.
         statsd_flush_interval: seconds per StatsD aggregation interval.
         demo: also record synthetic traffic from fake services.
+        bus: NATS JetStream settings; set, accepted batches go through the bus and
+            ``storage`` is what the node's writers fill and its queries read
+            (``docs/scaling.md``).
+        role: with a bus, ``all`` (accept and store), ``ingest`` (accept only) or
+            ``writer`` (store only; ingest answers 503).
+        bus_writers: writer tasks on this node (roles ``all`` and ``writer``).
 
     Raises:
         telemetry.ConfigError: a value breaks its rule, naming the field.
@@ -70,6 +81,9 @@ class ServerSettings:
     statsd_host: str = "127.0.0.1"
     statsd_flush_interval: float = 10.0
     demo: bool = False
+    bus: BusSettings | None = None
+    role: str = "all"
+    bus_writers: int = 1
 
     def __post_init__(self) -> None:
         for name in (
@@ -95,6 +109,13 @@ class ServerSettings:
 
         if self.statsd_port is not None:
             check_int("statsd_port", self.statsd_port, minimum=0)
+        check_int("bus_writers", self.bus_writers, minimum=1)
+        if self.role not in ("all", "ingest", "writer"):
+            raise ConfigError(
+                f"role={self.role!r}: must be one of all, ingest, writer", field="role"
+            )
+        if self.role != "all" and self.bus is None:
+            raise ConfigError(f"role={self.role!r}: needs a bus", field="role")
 
     def collector_config(self) -> TelemetryConfig:
         """The configuration of the collector the server runs.

@@ -15,7 +15,9 @@ from telemetry.server.settings import ServerSettings
 from telemetry.streaming import TelemetryStream
 
 if TYPE_CHECKING:
+    from telemetry.server.busnode import BusNode
     from telemetry.server.statsd import StatsdDoor
+    from telemetry.storage import Storage
 
 __all__ = ["ServerState"]
 
@@ -25,7 +27,11 @@ class ServerState:
 
     collector: TelemetryCollector
     stream: TelemetryStream
+    storage: Storage
+    """What queries read. The collector's own sink, except on a bus node, where the
+    collector publishes to the bus and this is the storage the writers fill."""
     statsd: StatsdDoor | None = None
+    bus: BusNode | None = None
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
