@@ -77,19 +77,20 @@ def rimp_server(tmp_path: Path) -> Iterator[RimpServer]:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run (``rimp_test_<hex>``), dropped after."""
+    """A fresh PostgreSQL database for this test run (``rimp_test_<hex>``), dropped after.
+    The admin connection is opened for each step, so a test may restart the server."""
     try:
         import psycopg
     except ImportError:
         missing_service("psycopg is not installed: pip install 'rimp[postgres]'")
     name = f"rimp_test_{uuid.uuid4().hex[:12]}"
     try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
         missing_service(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        finally:
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=10) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -282,9 +282,11 @@ def ws_until(
 
 
 def serve_env() -> dict[str, str]:
-    """The environment for ``rimp serve``: ours, without tokens from the outside."""
+    """The environment for ``rimp serve``: ours, without tokens, storage or bus settings
+    from the outside."""
     env = dict(os.environ)
-    env.pop("RIMP_TOKENS", None)
+    for name in ("RIMP_TOKENS", "RIMP_STORAGE", "RIMP_BUS", "RIMP_BUS_STREAM", "RIMP_ROLE"):
+        env.pop(name, None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -250,6 +250,19 @@ class TestServer:
         storage.store(TelemetryData(events=[event("after", T0 + 1)]))
         assert [e.message for e in storage.query_events()] == ["after", "before"]
 
+    def test_the_schema_can_ride_in_the_url(self, postgres_url: str) -> None:
+        """``?schema=NAME`` in the URL picks the schema (and is not sent to libpq)."""
+        schema = schema_name()
+        storage = PostgresStorage(f"{postgres_url}?schema={schema}&connect_timeout=5")
+        try:
+            assert storage.schema == schema
+            storage.store(TelemetryData(events=[event("in its schema", T0)]))
+            with psycopg.connect(postgres_url) as conn:
+                row = conn.execute(f"SELECT message FROM {schema}.events").fetchone()
+            assert row == ("in its schema",)
+        finally:
+            storage.drop()
+
     def test_a_newer_schema_is_refused(self, storage: PostgresStorage) -> None:
         """A schema written by a newer RIMP is not touched: StorageError says to upgrade."""
         with psycopg.connect(storage.url, autocommit=True) as conn:

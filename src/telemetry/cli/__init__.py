@@ -166,6 +166,14 @@ def _parser() -> argparse.ArgumentParser:
         help="stream replicas in a NATS cluster (1 on one server; 3 for a 3-node cluster)",
     )
     bus.add_argument(
+        "--bus-ack-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a writer may hold a batch before JetStream gives it to another "
+        "(default 30): the longest a batch waits after its writer dies",
+    )
+    bus.add_argument(
         "--bus-max-ack-pending",
         type=int,
         default=10_000,

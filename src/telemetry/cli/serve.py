@@ -57,6 +57,7 @@ def run_serve(args: argparse.Namespace) -> int:
             "max_age": args.bus_max_age,
             "replicas": args.bus_replicas,
             "max_ack_pending": args.bus_max_ack_pending,
+            "ack_wait": args.bus_ack_wait,
         },
         role=args.role,
         bus_writers=args.bus_writers,

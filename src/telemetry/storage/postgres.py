@@ -31,6 +31,7 @@ from __future__ import annotations
 import array
 import threading
 import time
+import urllib.parse
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -216,8 +217,11 @@ class PostgresStorage(Storage):
         storage = PostgresStorage("postgresql://rimp@db.internal/telemetry", retention="30d")
 
     Args:
-        url: a libpq connection string or ``postgresql://`` URL.
-        schema: the PostgreSQL schema holding RIMP's tables (created if missing).
+        url: a ``postgresql://`` URL (or libpq connection string). A ``schema`` query
+            parameter (``postgresql://db/telemetry?schema=team_a``) names the schema, so
+            one URL in ``--storage`` or ``RIMP_STORAGE`` says it all.
+        schema: the PostgreSQL schema holding RIMP's tables (created if missing);
+            default the URL's ``schema``, else ``rimp``.
         retention: drop records older than this (``"30d"``, seconds), by whole day
             partitions, checked by the maintenance thread.
         days_ahead: day partitions kept created ahead of today.
@@ -233,12 +237,14 @@ class PostgresStorage(Storage):
         self,
         url: str,
         *,
-        schema: str = "rimp",
+        schema: str | None = None,
         retention: str | float | None = None,
         days_ahead: int = 2,
         maintenance_interval: float = 60.0,
         connect_timeout: float = 10.0,
     ) -> None:
+        url, in_url = _split_schema(url)
+        schema = schema or in_url or "rimp"
         if not schema.isidentifier():
             raise ValidationError(
                 f"schema={schema!r}: must be a plain identifier (letters, digits, _)",
@@ -972,6 +978,17 @@ class PostgresStorage(Storage):
         self.close()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _split_schema(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``schema`` query parameter (libpq refuses unknown ones), and it."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.query:
+        return url, None
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [v for k, v in query if k == "schema"]
+    rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "schema"])
+    return urllib.parse.urlunsplit(parts._replace(query=rest)), (schemas[-1] if schemas else None)
 
 
 def _redacted(url: str) -> str:
