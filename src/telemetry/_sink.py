@@ -9,6 +9,7 @@ a backend (or is one); a ``postgresql://`` ``storage_path`` means PostgreSQL.
 from __future__ import annotations
 
 from telemetry.config import POSTGRES_SCHEMES, TelemetryConfig
+from telemetry.errors import StorageError
 from telemetry.storage import DatabaseStorage, FileStorage, MemoryStorage, Storage
 
 __all__ = ["sink_from_config"]
@@ -21,6 +22,14 @@ def sink_from_config(config: TelemetryConfig) -> Storage:
         StorageError: the backend cannot be opened (a PostgreSQL server that does not
             answer, a schema newer than this RIMP).
     """
+    if config.endpoint is not None and config.endpoint.startswith("nats://"):
+        try:
+            from telemetry.exporters.bus import BusExporter
+        except ImportError as exc:  # the 'nats' extra is missing
+            raise StorageError(f"endpoint={config.endpoint!r}: {exc}") from None
+        return BusExporter(
+            config.endpoint, spool_dir=config.spool_dir, close_timeout=config.shutdown_timeout
+        )
     if config.endpoint is not None:
         # Imported only when asked for: the core never loads a network client otherwise.
         from telemetry.exporters.http import HTTPExporter

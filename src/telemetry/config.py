@@ -68,7 +68,9 @@ class TelemetryConfig:
             keep per-minute rollups until ``retention``.
         endpoint: a RIMP server URL (``http://host:8787``); when set, batches are
             shipped there by an :class:`~telemetry.exporters.HTTPExporter`
-            instead of going to ``storage_backend``.
+            instead of going to ``storage_backend``. A ``nats://host:4222`` URL
+            publishes them straight to the RIMP bus (stream ``RIMP``) with a
+            :class:`~telemetry.exporters.bus.BusExporter` (the ``nats`` extra).
         token: bearer token (``ingest`` scope) for ``endpoint``.
         spool_dir: where the exporter keeps batches the server has not yet
             acknowledged (default: a per-user cache directory).
@@ -164,10 +166,15 @@ class TelemetryConfig:
             from urllib.parse import urlsplit
 
             url = urlsplit(self.endpoint) if isinstance(self.endpoint, str) else None
-            if url is None or url.scheme not in ("http", "https") or not url.hostname:
+            if url is None or url.scheme not in ("http", "https", "nats") or not url.hostname:
                 raise ConfigError(
-                    f"endpoint={self.endpoint!r}: must be an http:// or https:// URL",
+                    f"endpoint={self.endpoint!r}: must be an http://, https:// or nats:// URL",
                     field="endpoint",
+                )
+            if url.scheme == "nats" and self.token is not None:
+                raise ConfigError(
+                    "token: a nats:// endpoint takes no token (put credentials in the URL)",
+                    field="token",
                 )
         if self.token is not None and (not isinstance(self.token, str) or not self.token):
             raise ConfigError(

@@ -33,7 +33,7 @@ PUBLIC: dict[str, set[str]] = {
         "AGGREGATES", "DatabaseStorage", "FileStorage", "MemoryStorage", "PostgresStorage",
         "ScanningStorage", "Storage", "TimeArg",
     },
-    "telemetry.exporters": {"HTTPExporter"},
+    "telemetry.exporters": {"BusExporter", "HTTPExporter"},
     "telemetry.logbridge": {"TelemetryHandler"},
     "telemetry.client": {"RimpClient"},
     "telemetry.testing": {

@@ -334,3 +334,37 @@ def _ensure_running(cluster: tuple[str, str]) -> None:
         return True
 
     assert poll(up, 60, 0.5), "PostgreSQL did not come back"
+
+
+class TestBusExporter:
+    def test_an_application_publishes_straight_to_the_bus_spool_first(
+        self, tmp_path: Path, database: str
+    ) -> None:
+        """A collector with ``endpoint="nats://..."`` while NATS is down: its batches wait
+        in the spool; NATS up and a node running, they are stored, each once."""
+        from telemetry import TelemetryCollector, TelemetryConfig
+        from telemetry.exporters import BusExporter
+
+        port = free_port()
+        bus = f"nats://127.0.0.1:{port}"
+        config = TelemetryConfig(endpoint=bus, spool_dir=str(tmp_path / "spool"))
+        collector = TelemetryCollector(config)
+        assert isinstance(collector.storage, BusExporter)
+        sent = set()
+        for i in range(500):
+            recorded = collector.collect_event("app", f"from the app {i}")
+            assert recorded is not None
+            sent.add(recorded.id)
+        collector.flush()
+        assert collector.storage.stats()["spooled"] >= 1  # NATS is not running yet
+        nats_proc = _nats_server(port, tmp_path / "nats")
+        try:
+            with node(tmp_path, "n", database, bus, "RIMP"):
+                assert collector.storage.flush(30), collector.storage.stats()
+                stored = wait_stored(database, sent)
+            assert collector.storage.stats()["sent"] == 500
+            assert len(stored) == len(set(stored)) == 500
+        finally:
+            collector.close()
+            nats_proc.kill()
+            nats_proc.wait(10)

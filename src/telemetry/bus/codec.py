@@ -18,7 +18,13 @@ import msgspec
 from telemetry.bus.errors import BusFormatError
 from telemetry.models import Event, Metric, TelemetryData
 
-__all__ = ["FORMAT_VERSION", "MIN_MESSAGE_BYTES", "decode_batch", "encode_batches"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MIN_MESSAGE_BYTES",
+    "decode_batch",
+    "encode_batches",
+    "encode_counted",
+]
 
 FORMAT_VERSION = 1
 """The first byte of every message this version writes; a reader refuses any other."""
@@ -50,12 +56,21 @@ def encode_batches(data: TelemetryData, max_bytes: int) -> list[bytes]:
         ValueError: ``max_bytes`` is below :data:`MIN_MESSAGE_BYTES`, or a single record
             (or the receipts alone) encodes to more than ``max_bytes``.
     """
+    return [payload for _, payload in encode_counted(data, max_bytes)]
+
+
+def encode_counted(data: TelemetryData, max_bytes: int) -> list[tuple[int, bytes]]:
+    """:func:`encode_batches`, each message with the number of records it holds.
+
+    Raises:
+        ValueError: as :func:`encode_batches`.
+    """
     if not isinstance(max_bytes, int) or max_bytes < MIN_MESSAGE_BYTES:
         raise ValueError(f"max_bytes={max_bytes!r}: must be an integer of at least 256")
     whole = _encode(data)
     if len(whole) <= max_bytes:
-        return [whole]
-    return [_encode(part) for part in _split(data, max_bytes)]
+        return [(len(data), whole)]
+    return [(len(part), _encode(part)) for part in _split(data, max_bytes)]
 
 
 def decode_batch(payload: bytes | bytearray | memoryview) -> TelemetryData:

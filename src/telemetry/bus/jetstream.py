@@ -360,7 +360,16 @@ class Bus:
             BusUnavailable: not connected, or JetStream did not acknowledge in time
                 (the batch may be partly in the stream: retry with the same ``msg_id``).
         """
-        payloads = encode_batches(data, self._max_msg_bytes)
+        return await self.publish_encoded(encode_batches(data, self._max_msg_bytes), msg_id)
+
+    async def publish_encoded(self, payloads: list[bytes], msg_id: str | None = None) -> int:
+        """:meth:`publish` for a batch already encoded by
+        :func:`~telemetry.bus.codec.encode_batches` (with :attr:`max_msg_bytes`): the
+        encoding can then run off the event loop, or ahead, into a spool.
+
+        Raises:
+            BusUnavailable: as :meth:`publish`.
+        """
         if not self._nc.is_connected:
             self._publish_errors += 1
             raise BusUnavailable(

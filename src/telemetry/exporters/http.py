@@ -15,21 +15,17 @@ import hashlib
 import http.client
 import logging
 import os
-import random
-import threading
-import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import msgspec
 
 from telemetry._jsonform import encode as _encode
 from telemetry._jsonform import event_to_wire, metric_to_wire
 from telemetry.errors import SpoolFull, StorageError
-from telemetry.exporters.spool import Spool
+from telemetry.exporters._spooled import ExporterStats, Outcome, SpoolingExporter
 from telemetry.models import TelemetryData
-from telemetry.storage.base import Storage
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -53,31 +49,7 @@ def default_spool_dir(endpoint: str) -> Path:
     return base / "rimp" / "spool" / digest
 
 
-def _open_spool(directory: Path, max_bytes: int) -> Spool:
-    # Several processes of one application may ship to the same endpoint: each
-    # takes the first free slot, and a restarted process finds its backlog.
-    for slot in range(64):
-        try:
-            return Spool(directory / f"slot-{slot}", max_bytes=max_bytes)
-        except StorageError as exc:
-            if "in use" not in str(exc):
-                raise
-    raise StorageError(f"spool {str(directory)!r}: all 64 slots are in use")
-
-
-class ExporterStats(TypedDict):
-    """What :meth:`HTTPExporter.stats` returns."""
-
-    sent: int
-    requests: int
-    retried: int
-    spooled: int
-    spool_bytes: int
-    dropped: dict[str, int]
-    last_error: str | None
-
-
-class HTTPExporter(Storage):
+class HTTPExporter(SpoolingExporter):
     """A storage that forwards every batch to a RIMP server.
 
     Example::
@@ -99,6 +71,8 @@ class HTTPExporter(Storage):
         StorageError: the endpoint is not an http(s) URL or the spool is unusable.
     """
 
+    thread_name = "rimp-http-exporter"
+
     def __init__(
         self,
         endpoint: str,
@@ -118,24 +92,10 @@ class HTTPExporter(Storage):
         self._path = (url.path.rstrip("/") or "") + "/api/v1/batch"
         self.token = token
         self.timeout = timeout
-        self.max_backoff = max_backoff
-        self.close_timeout = close_timeout
         directory = Path(spool_dir) if spool_dir is not None else default_spool_dir(endpoint)
-        self.spool = _open_spool(directory, max_spool_bytes)
-        self._session = f"{os.getpid():x}-{random.getrandbits(48):012x}"
-        self._seq = 0
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._idle = threading.Condition()
+        self._init_spool(directory, max_spool_bytes, max_backoff, close_timeout)
         self._conn: http.client.HTTPConnection | None = None
-        self.sent = 0
-        self.requests = 0
-        self.retries = 0
-        self.dropped: dict[str, int] = {}
-        self.last_error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="rimp-http-exporter", daemon=True)
-        self._thread.start()
+        self._start()
 
     def __repr__(self) -> str:
         return f"HTTPExporter({self.endpoint!r})"
@@ -160,9 +120,7 @@ class HTTPExporter(Storage):
         parts += [([], metrics[i : i + MAX_RECORDS]) for i in range(0, len(metrics), MAX_RECORDS)]
         while parts:
             part_events, part_metrics = parts.pop(0)
-            with self._lock:
-                self._seq += 1
-                key = f"{self._session}-{self._seq}"
+            key = self._next_key()
             payload = _encode({"key": key, "events": part_events, "metrics": part_metrics})
             n = len(part_events) + len(part_metrics)
             if len(payload) > MAX_BODY_BYTES and n > 1:
@@ -181,38 +139,7 @@ class HTTPExporter(Storage):
                 self._count_drop("spool_full", lost)  # requests, not records: sizes are gone
         self._wake.set()
 
-    def _count_drop(self, reason: str, n: int) -> None:
-        with self._lock:
-            self.dropped[reason] = self.dropped.get(reason, 0) + n
-
     # --- the sender --------------------------------------------------------------------
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            item = self.spool.peek()
-            if item is None:
-                with self._idle:
-                    self._idle.notify_all()
-                self._wake.wait(1.0)
-                self._wake.clear()
-                continue
-            payload, position = item
-            outcome, retry_after = self._send(payload)
-            if outcome == "stored":
-                failures = 0
-                self.spool.acknowledge(position)
-                continue
-            if outcome == "rejected":
-                self.spool.acknowledge(position)  # the server will never take it
-                continue
-            failures += 1
-            self.retries += 1
-            delay = min(self.max_backoff, 0.1 * 2 ** min(failures, 10))
-            delay = random.uniform(delay / 2, delay)  # jitter: no thundering herd on restart
-            if retry_after is not None:
-                delay = max(delay, retry_after)
-            self._stop.wait(delay)
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -224,7 +151,8 @@ class HTTPExporter(Storage):
             self._conn = cls(self._url.hostname or "", self._url.port, timeout=self.timeout)
         return self._conn
 
-    def _send(self, payload: bytes) -> tuple[str, float | None]:
+    def _send(self, payload: bytes) -> tuple[Outcome, float | None]:
+        """POST one spooled request; 202 is stored, another 4xx refused for ever."""
         record = _decode(payload)
         key = record.pop("key")
         body = gzip.compress(_encode(record), 5)
@@ -270,44 +198,5 @@ class HTTPExporter(Storage):
             self._conn.close()
             self._conn = None
 
-    # --- lifecycle ----------------------------------------------------------------------
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until the spool is empty (everything sent); True if it emptied in time."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._wake.set()
-        with self._idle:
-            while self.spool.pending():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._idle.wait(0.05 if left is None else min(left, 0.05))
-        return True
-
-    def stats(self) -> ExporterStats:
-        """``sent`` records, ``requests``, ``retried``, ``spooled`` batches waiting,
-        ``spool_bytes``, ``dropped`` by reason, ``last_error``."""
-        return {
-            "sent": self.sent,
-            "requests": self.requests,
-            "retried": self.retries,
-            "spooled": self.spool.pending(),
-            "spool_bytes": self.spool.size(),
-            "dropped": dict(self.dropped),
-            "last_error": self.last_error,
-        }
-
-    def close(self, timeout: float | None = None) -> None:
-        """Send what is spooled for up to ``timeout`` seconds (default ``close_timeout``);
-        what is left stays on disk for the next exporter on the same spool. Idempotent."""
-        if self._stop.is_set():
-            return
-        deadline = time.monotonic() + (self.close_timeout if timeout is None else timeout)
-        self.flush(max(0.0, deadline - time.monotonic()))
-        self._stop.set()
-        self._wake.set()
-        # A request in flight may outlive the deadline: the thread is a daemon and
-        # its batch stays in the spool, unacknowledged, so nothing is lost.
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+    def _shutdown(self) -> None:
         self._close_connection()
-        self.spool.close()
