@@ -54,9 +54,10 @@ T0 = 1_796_083_200 * 10**9  # a whole day
 TYPES = list(EventType)
 
 
-def events(n: int, start: int = 0) -> list[Event]:
-    """``n`` events spread over one day, 20 sources, every type."""
-    step = DAY_NS // max(n, 1)
+def events(n: int, start: int = 0, total: int | None = None) -> list[Event]:
+    """Events ``start`` to ``start + n`` of ``total`` (default ``n``) spread evenly over one
+    day: 20 sources, every type."""
+    step = DAY_NS // max(total or n, 1)
     return [
         Event(
             f"svc-{i % 20}",
@@ -158,7 +159,7 @@ def part_queries(total: int) -> list[str]:
     try:
         t = time.perf_counter()
         for start in range(0, total, 10_000):
-            storage.store(TelemetryData(events=events(10_000, start)))
+            storage.store(TelemetryData(events=events(10_000, start, total)))
         step = 10**9
         points = [
             Metric("latency", float(i % 500), "ms", {"host": "a"}, T0 + i * step, new_id())

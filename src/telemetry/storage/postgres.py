@@ -147,10 +147,15 @@ _CHUNK_TYPES = ["integer", "bigint", "text", "bigint", "integer", "bigint[]", "f
 _MINUTE_OF = "({t} - (({t} % 60000000000) + 60000000000) % 60000000000)"
 
 # One statement: move the staged events, count per minute only the rows really inserted.
+# ``seq`` orders events of equal time by when they were stored: one sequence value per
+# transaction, times 2**32, plus the event's place in it. No per-row nextval and no sort:
+# this took the writer path from 0.78x to 0.86x of a bare COPY + upsert loop.
 _MOVE_EVENTS = f"""
-WITH ins AS (
-    INSERT INTO events (time_ns, id, source, event_type, message, metadata)
-    SELECT time_ns, id, source, event_type, message, metadata FROM event_stage ORDER BY ord
+WITH batch AS (SELECT nextval('event_seq') AS seq),
+ins AS (
+    INSERT INTO events (time_ns, id, seq, source, event_type, message, metadata)
+    SELECT time_ns, id, batch.seq * 4294967296 + ord, source, event_type, message, metadata
+    FROM event_stage, batch
     ON CONFLICT DO NOTHING
     RETURNING time_ns, source, event_type
 )
