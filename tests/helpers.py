@@ -297,10 +297,17 @@ class RimpServer:
     It can be stopped and started again: a restart keeps the port.
     """
 
-    def __init__(self, data_dir: Path, *args: str, tokens: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        tokens: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.args = list(args)
         self.tokens = tokens or {}
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.log = data_dir.parent / f"{data_dir.name}.log"
@@ -338,7 +345,10 @@ class RimpServer:
                 self.port = free_port()
             with self.log.open("ab") as log:
                 self.proc = subprocess.Popen(
-                    self.command(), stdout=log, stderr=subprocess.STDOUT, env=serve_env()
+                    self.command(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**serve_env(), **self.env},
                 )
             if poll(self._ready_or_dead, timeout, 0.02) and self.proc.poll() is None:
                 return self

@@ -199,6 +199,48 @@ class TestTwoNodes:
         assert set(stored) <= sent, "an event nobody sent was stored"
 
 
+class TestWriterKilled:
+    def test_kill_9_of_a_writer_between_commit_and_ack_stores_nothing_twice(
+        self, tmp_path: Path, database: str, stream: str
+    ) -> None:
+        """An ingest-only node fills the stream; a writer node dies (exit 137, as after
+        kill -9) right after its first commit, before any acknowledgement; a second writer
+        gets the same messages again after the ack wait. Every event is stored once."""
+        sent: set[str] = set()
+        with node(tmp_path, "in", database, NATS_URL, stream, "--role", "ingest") as ingest:
+            with ingest.client() as client:
+                for k in range(20):
+                    records = batch(f"w{k}", 100)
+                    assert client.post("/api/v1/events", json=records).status_code == 202
+                    sent |= {r["id"] for r in records}
+            dying = RimpServer(
+                tmp_path / "w1",
+                *node(tmp_path, "w1", database, NATS_URL, stream, "--role", "writer").args,
+                env={"RIMP_FAILPOINTS": "bus-writer-after-commit=exit"},
+            )
+            with contextlib.suppress(RuntimeError):  # it may die before it answers
+                dying.start()
+            assert dying.proc is not None
+            assert dying.proc.wait(60) == 137, dying.output()
+            assert stored_ids(database), "the dying writer committed nothing before dying"
+            with (
+                node(tmp_path, "w2", database, NATS_URL, stream, "--role", "writer") as w2,
+                w2.client() as c2,
+            ):
+                # Every message comes back to the second writer, which stores it again.
+                assert poll(lambda: redelivered(c2) >= 20, 60, 0.2), redelivered(c2)
+                stored = wait_stored(database, sent)
+        assert len(stored) == len(set(stored)) == len(sent) == 2_000
+
+
+def redelivered(client: httpx.Client) -> float:
+    """The node's ``rimp_bus_writers_redelivered_total``."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("rimp_bus_writers_redelivered_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
 class TestStart:
     def test_an_unreachable_bus_stops_the_start(
         self, tmp_path: Path, database: str, stream: str

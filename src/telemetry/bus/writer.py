@@ -22,6 +22,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 
+from telemetry._failpoints import failpoint
 from telemetry.bus._aio import pause
 from telemetry.bus.codec import decode_batch
 from telemetry.bus.errors import BusFormatError
@@ -198,6 +199,7 @@ class BusWriter:
                 for msg in msgs:
                     await self._settle(msg.nak(delay=self._retry_delay))
             return False
+        failpoint("bus-writer-after-commit")  # tests: die as if killed right here
         self._failures_in_a_row = 0
         self._stats["stores"] += 1
         self._stats["batches_stored"] += len(msgs)

@@ -8,8 +8,9 @@ once. The layout, measured on this machine before it was chosen (``docs/scaling.
   copied (binary ``COPY``) into a temporary staging table, then moved with
   ``INSERT ... ON CONFLICT DO NOTHING``: storing the same records again stores nothing,
   which is what makes a bus redelivery harmless. Per-minute counts (``event_counts``) are
-  kept in the same statement from the rows actually inserted: counting a day by the minute
-  from the raw table takes ~220 ms on a million events, from the counts a few.
+  kept in the same statement from the rows actually inserted (also without the source, in
+  ``event_type_counts``): counting a day by the minute from the raw table takes ~220 ms on a
+  million events, from the counts a few.
 - **Metric points** go into ``chunks``: one row per series, day and stored batch, with the
   points as three arrays (times, values, ids). That is 4.5x smaller and 2.4x faster to
   write than a row per point. A chunk's key is its series, its first time and its first
@@ -99,6 +100,12 @@ _MIGRATIONS: dict[int, str] = {
         count bigint NOT NULL,
         PRIMARY KEY (bucket_ns, event_type, source)
     );
+    CREATE TABLE event_type_counts (
+        bucket_ns bigint NOT NULL,
+        event_type text NOT NULL,
+        count bigint NOT NULL,
+        PRIMARY KEY (bucket_ns, event_type)
+    );
     CREATE TABLE chunks (
         series_id integer NOT NULL,
         start_ns bigint NOT NULL,
@@ -158,12 +165,19 @@ ins AS (
     FROM event_stage, batch
     ON CONFLICT DO NOTHING
     RETURNING time_ns, source, event_type
+), by_source AS (
+    SELECT {_MINUTE_OF.format(t="time_ns")} AS b, event_type, source, count(*) AS n FROM ins
+    GROUP BY b, event_type, source
+), counted AS (
+    INSERT INTO event_counts (bucket_ns, event_type, source, count)
+    SELECT b, event_type, source, n FROM by_source ORDER BY b, event_type, source
+    ON CONFLICT (bucket_ns, event_type, source)
+    DO UPDATE SET count = event_counts.count + EXCLUDED.count
 )
-INSERT INTO event_counts (bucket_ns, event_type, source, count)
-SELECT {_MINUTE_OF.format(t="time_ns")} AS b, event_type, source, count(*) FROM ins
-GROUP BY b, event_type, source ORDER BY b, event_type, source
-ON CONFLICT (bucket_ns, event_type, source)
-DO UPDATE SET count = event_counts.count + EXCLUDED.count
+INSERT INTO event_type_counts (bucket_ns, event_type, count)
+SELECT b, event_type, sum(n) FROM by_source GROUP BY b, event_type ORDER BY b, event_type
+ON CONFLICT (bucket_ns, event_type)
+DO UPDATE SET count = event_type_counts.count + EXCLUDED.count
 """
 # The same for chunks: minute rollups from the points of the chunks really inserted.
 _MOVE_CHUNKS = f"""
@@ -668,6 +682,10 @@ class PostgresStorage(Storage):
             if aligned
             else ("events", "time_ns", "count(*)")
         )
+        if aligned and source is None and "source" not in keys:
+            # Counts kept without the source: a day by the minute reads 1,440 rows per
+            # type, however many sources write.
+            table = "event_type_counts"
         where, args = _event_filters(source, kind, lo, hi, time_col=col)
         cols = "".join(f", {k}" for k in keys)
         start = f"({col} - (({col} %% %(w)s) + %(w)s) %% %(w)s)"
@@ -867,11 +885,18 @@ class PostgresStorage(Storage):
                 removed += self._trim_chunks(conn, cutoff)
                 minute = cutoff - cutoff % MINUTE_NS
                 conn.execute("DELETE FROM event_counts WHERE bucket_ns <= %s", (minute,))
+                conn.execute("DELETE FROM event_type_counts WHERE bucket_ns <= %s", (minute,))
                 conn.execute(
                     "INSERT INTO event_counts (bucket_ns, event_type, source, count) "
                     "SELECT %s, event_type, source, count(*) FROM events "
                     "WHERE time_ns >= %s AND time_ns < %s GROUP BY event_type, source",
                     (minute, cutoff, minute + MINUTE_NS),
+                )
+                conn.execute(
+                    "INSERT INTO event_type_counts (bucket_ns, event_type, count) "
+                    "SELECT bucket_ns, event_type, sum(count) FROM event_counts "
+                    "WHERE bucket_ns = %s GROUP BY bucket_ns, event_type",
+                    (minute,),
                 )
                 conn.execute("DELETE FROM rollup_1m WHERE bucket_ns <= %s", (minute,))
                 conn.execute(
