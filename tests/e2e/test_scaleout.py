@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +198,32 @@ class TestTwoNodes:
         assert len(acked) >= 2_000
         assert len(stored) == len(set(stored)), "an event was stored twice"
         assert set(stored) <= sent, "an event nobody sent was stored"
+
+
+class TestOneNodeOnPostgres:
+    def test_without_a_bus_a_node_stores_and_answers_from_postgres(
+        self, tmp_path: Path, database: str
+    ) -> None:
+        """``rimp serve --storage postgresql://...`` alone: ingest, the JSON queries and
+        the Prometheus API all work on PostgreSQL."""
+        now = time.time_ns()
+        points = [
+            {"name": "pg.rt", "value": float(i), "tags": {"host": "a"}, "time_ns": now - i * 10**9}
+            for i in range(60)
+        ]
+        with RimpServer(tmp_path / "n", "--storage", database) as server, server.client() as c:
+            assert c.post("/api/v1/events", json=batch("alone", 3)).status_code == 202
+            assert c.post("/api/v1/metrics", json=points).status_code == 202
+            found = c.get("/api/v1/events", params={"source": "scale"}).json()["events"]
+            assert len(found) == 3
+            groups = c.get(
+                "/api/v1/metrics/pg.rt/aggregate",
+                params={"agg": "count", "bucket": "1h", "since": "-2h"},
+            ).json()["groups"]
+            assert sum(b["count"] for g in groups for b in g["buckets"]) == 60
+            answer = c.get("/prometheus/api/v1/query", params={"query": "pg_rt"}).json()
+            assert answer["status"] == "success"
+            assert answer["data"]["result"][0]["value"][1] == "0"
 
 
 class TestWriterKilled:
