@@ -73,3 +73,18 @@ class TestFileReopened(StorageConformance):
 class TestDatabase(StorageConformance):
     def make_storage(self, path: Path) -> Storage:
         return DatabaseStorage(path / "telemetry.db")
+
+
+class TestDatabaseEventBlocks(StorageConformance):
+    """Every event in a compressed block: the suite's small batches exercise the blocks."""
+
+    def make_storage(self, path: Path) -> Storage:
+        return DatabaseStorage(path / "telemetry.db", event_block_min=1)
+
+
+class TestDatabaseEventRowsAndBlocks(StorageConformance):
+    """Sources with two events or more in a batch get a block, the others rows: every
+    query reads both at once."""
+
+    def make_storage(self, path: Path) -> Storage:
+        return DatabaseStorage(path / "telemetry.db", event_block_min=2)

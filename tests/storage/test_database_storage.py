@@ -291,7 +291,7 @@ class TestFaults:
         path = tmp_path / "t.db"
         result = run_python(
             f"""
-            import resource, signal
+            import os, resource, signal
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             from telemetry import TelemetryCollector, TelemetryConfig, TelemetryData, StorageError
             from telemetry import Event, EventType
@@ -302,14 +302,16 @@ class TestFaults:
                 c.collect_event("ok", f"before {{i}}")
             assert c.flush(10)
             resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
-            for i in range(20_000):
-                c.collect_event("big", "x" * 200)
+            for i in range(20_000):  # random text: compressed blocks stay big too
+                c.collect_event("big", os.urandom(100).hex())
             c.flush(10)
             stats = c.stats()
-            print(stats["storage_errors"] > 0, stats["awaiting_retry"], stats["records_dropped"])
+            stored = len(s.query_events(source="big", limit=None))  # what fit before the limit
+            print(stats["storage_errors"] > 0, stats["awaiting_retry"] + stored,
+                  stats["records_dropped"])
             try:
-                s.store(TelemetryData([Event("big", "y" * 200, EventType.INFO, {{}}, i, str(i))
-                                       for i in range(5000)], []))
+                s.store(TelemetryData([Event("big", os.urandom(100).hex(), EventType.INFO, {{}},
+                                             i, str(i)) for i in range(5000)], []))
             except StorageError as e:
                 print("raised:", "write failed" in str(e))
             """
@@ -368,3 +370,83 @@ class TestWriterRules:
         storage.store(TelemetryData(events(1), []))
         assert len(storage.query_events()) == 3
         storage.close()
+
+
+class TestEventBlocks:
+    def test_a_big_batch_goes_into_blocks_and_reads_back_whole(self, tmp_path: Path) -> None:
+        """10,000 events of one source are one block row, not 10,000 rows; every field
+        comes back, newest first, and the file is a fraction of the rows' size."""
+        stored = events(10_000)
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            storage.store(TelemetryData(stored, []))
+            stats = storage.stats()
+            assert (stats["events"], stats["event_blocks"]) == (10_000, 2)  # 8,192 + 1,808
+            assert storage._conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+            assert storage.query_events(limit=None) == stored[::-1]
+            errors = storage.query_events(event_type="error", limit=5)
+            assert errors == [e for e in stored[::-1] if e.event_type is EventType.ERROR][:5]
+            assert [e.message for e in storage.query_events(search="EVENT 9999")] == ["event 9999"]
+
+    def test_small_batches_become_rows_then_blocks(self, tmp_path: Path) -> None:
+        """Batches of a few events are rows until 1,024 of a source accumulate, then they
+        are moved into a block in one transaction; queries see them all along."""
+        stored = events(1_100)
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            for i in range(0, 1_000, 10):
+                storage.store(TelemetryData(stored[i : i + 10], []))
+            assert storage.stats()["event_blocks"] == 0
+            for i in range(1_000, 1_100, 10):
+                storage.store(TelemetryData(stored[i : i + 10], []))
+            stats = storage.stats()
+            assert stats["event_blocks"] >= 1
+            assert storage._conn.execute("SELECT count(*) FROM events").fetchone()[0] < 1_024
+            assert storage.query_events(limit=None) == stored[::-1]
+            assert sum(b.count for b in storage.count_events(group_by=())) == 1_100
+            assert sum(b.count for b in storage.count_events(bucket=7, group_by=())) == 1_100
+
+    def test_equal_times_keep_their_stored_order_across_rows_and_blocks(
+        self, tmp_path: Path
+    ) -> None:
+        """Events at the same instant: the later stored comes first, whether in a row or
+        a block."""
+        same = [Event("svc", f"m{i}", EventType.INFO, {}, T0, new_id()) for i in range(600)]
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            storage.store(TelemetryData(same[:300], []))  # a block
+            storage.store(TelemetryData(same[300:301], []))  # a row
+            storage.store(TelemetryData(same[301:], []))  # a block
+            assert [e.message for e in storage.query_events(limit=None)] == [
+                f"m{i}" for i in range(599, -1, -1)
+            ]
+
+    def test_retention_cuts_a_block_exactly(self, tmp_path: Path) -> None:
+        """A cut inside a block keeps its later events, recounts the minute it falls in
+        and returns how many were removed."""
+        stored = events(600, step=SECOND // 2)  # 5 minutes
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            storage.store(TelemetryData(stored, []))
+            cut = T0 + 90 * SECOND + SECOND // 4
+            assert storage.delete_before(cut) == 181
+            left = storage.query_events(limit=None)
+            assert left == [e for e in stored[::-1] if e.time_ns >= cut]
+            counts = storage.count_events(group_by=())
+            assert sum(b.count for b in counts) == 419
+            assert [b.count for b in counts if b.start_ns == T0 + 60 * SECOND] == [59]
+
+    def test_a_version_2_database_is_migrated_with_its_events(self, tmp_path: Path) -> None:
+        """A database written before event blocks keeps its event rows, gains the new
+        tables and per-type counts, and merges the old rows into blocks as it writes."""
+        path = tmp_path / "t.db"
+        old = events(1_000)  # under the 1,024 that start a merge: they stay rows
+        with DatabaseStorage(path, event_block_min=10**9) as storage:  # rows only
+            storage.store(TelemetryData(old, []))
+            storage._conn.executescript(
+                "DROP TABLE event_blocks; DROP TABLE event_type_counts; "
+                "UPDATE rimp_meta SET value = '2' WHERE key = 'schema_version';"
+            )
+        with DatabaseStorage(path) as storage:
+            assert storage.query_events(limit=None) == old[::-1]
+            assert sum(b.count for b in storage.count_events(group_by=())) == 1_000
+            new = events(100, start=T0 + 10**12)
+            storage.store(TelemetryData(new, []))  # 1,100 rows of one source: merged
+            assert storage.stats()["event_blocks"] >= 1
+            assert storage.query_events(limit=None) == (old + new)[::-1]

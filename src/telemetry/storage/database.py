@@ -25,6 +25,7 @@ import array
 import contextlib
 import fcntl
 import functools
+import heapq
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ import msgspec
 
 from telemetry import _lifecycle
 from telemetry._jsonform import encode as _encode
+from telemetry.config import check_int
 from telemetry.errors import StorageError
 from telemetry.models import (
     Bucket,
@@ -54,7 +56,7 @@ from telemetry.models import (
     duration_ns,
     to_ns,
 )
-from telemetry.storage import _chunks, _query
+from telemetry.storage import _chunks, _eventblocks, _query
 from telemetry.storage.base import Storage, TimeArg
 
 __all__ = ["SCHEMA_VERSION", "DatabaseStorage"]
@@ -62,10 +64,13 @@ __all__ = ["SCHEMA_VERSION", "DatabaseStorage"]
 _log = logging.getLogger("telemetry.storage.database")
 
 MINUTE_NS = 60_000_000_000
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SMALL_CHUNK = 1024  # chunks under this many points are merged once enough accumulate
 MERGE_AT = 2048  # points in a series' small chunks that trigger a merge
 MAX_CHUNK = 16_384  # points in one merged chunk
+BLOCK_MIN = 256  # events of one source in a batch that go straight into a block
+EVENT_MERGE_AT = 1024  # a source's events in rows that are moved into blocks
+MAX_BLOCK = 8192  # events in one block
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -127,6 +132,36 @@ _MIGRATIONS: dict[int, str] = {
     ) WITHOUT ROWID;
     CREATE INDEX receipts_time ON receipts (time_ns);
     """,
+    # Events in compressed blocks per source (storage/_eventblocks.py); the events
+    # table keeps the recent rows of small batches until they are merged into blocks.
+    # Counts per minute and type, without the source, for the day-long count.
+    3: """
+    CREATE TABLE event_blocks (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        start_ns INTEGER NOT NULL,
+        end_ns INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        types INTEGER NOT NULL,
+        times BLOB NOT NULL,
+        seqs BLOB NOT NULL,
+        kinds BLOB NOT NULL,
+        ids BLOB NOT NULL,
+        messages BLOB NOT NULL,
+        metadata BLOB NOT NULL
+    );
+    CREATE INDEX event_blocks_end ON event_blocks (end_ns);
+    CREATE INDEX event_blocks_source_end ON event_blocks (source, end_ns);
+    CREATE TABLE event_type_counts (
+        bucket_ns INTEGER NOT NULL,
+        event_type TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (bucket_ns, event_type)
+    ) WITHOUT ROWID;
+    INSERT INTO event_type_counts
+        SELECT bucket_ns, event_type, sum(count) FROM event_counts GROUP BY bucket_ns, event_type;
+    """,
 }
 RECEIPT_TTL_NS = 24 * 3600 * 1_000_000_000  # how long an idempotency answer is kept
 _PRUNE_EVERY = 256  # stores between two deletions of expired receipts
@@ -147,6 +182,15 @@ _EVENT_COUNT_UPSERT = """
 INSERT INTO event_counts (bucket_ns, source, event_type, count) VALUES (?, ?, ?, ?)
 ON CONFLICT (bucket_ns, source, event_type) DO UPDATE SET count = count + excluded.count
 """
+_EVENT_TYPE_COUNT_UPSERT = """
+INSERT INTO event_type_counts (bucket_ns, event_type, count) VALUES (?, ?, ?)
+ON CONFLICT (bucket_ns, event_type) DO UPDATE SET count = count + excluded.count
+"""
+_BLOCK_INSERT = (
+    "INSERT INTO event_blocks (source, start_ns, end_ns, last_seq, n, types, times, seqs, "
+    "kinds, ids, messages, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_BLOCK_COLUMNS = "source, times, seqs, kinds, ids, messages, metadata"
 # How each aggregate reads the minute rollups (``last``: SQLite takes the bare
 # column from the row holding the max(); ``rate`` divides by the bucket seconds).
 _ROLLUP_VALUE = {
@@ -219,6 +263,9 @@ class DatabaseStorage(Storage):
             until ``retention`` (percentiles need raw points).
         maintenance_interval: seconds between background retention passes.
         readonly: open for reading only (any number of processes may).
+        event_block_min: events of one source in one batch that are written straight
+            into a compressed block; fewer are written as rows, moved into blocks once
+            1,024 of a source accumulate.
 
     Raises:
         StorageError: the file is not a SQLite database, not RIMP's, corrupt,
@@ -233,6 +280,7 @@ class DatabaseStorage(Storage):
         raw_retention: str | float | None = None,
         maintenance_interval: float = 60.0,
         readonly: bool = False,
+        event_block_min: int = BLOCK_MIN,
     ) -> None:
         if "://" in str(path):
             raise StorageError(
@@ -245,17 +293,21 @@ class DatabaseStorage(Storage):
             None if raw_retention is None else duration_ns(raw_retention, "raw_retention")
         )
         self.readonly = readonly
+        check_int("event_block_min", event_block_min, minimum=1)
+        self.event_block_min = event_block_min
         self._label = f"DatabaseStorage({str(self.path)!r})"
         self._lock = threading.RLock()
         self._closed = False
         self._lock_fd: int | None = None
         self._series = _Series()
         self._small: dict[int, int] = {}  # series id -> points in its small chunks
+        self._small_events: dict[str, int] = {}  # source -> its events still in rows
         self._write_errors = 0
         self._stores_with_receipts = 0
         self._merge_errors = 0
         self._event_seq = 0
         self._next_event_seq = 0
+        self._pending_small: dict[str, int] = {}  # source -> rows written by this store
         self._conn = self._open()
         self._load_series()
         self._stop = threading.Event()
@@ -403,9 +455,13 @@ class DatabaseStorage(Storage):
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
         # Events are clustered by (time_ns, seq); seq orders equal times by arrival.
-        self._event_seq = self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[
-            0
-        ]
+        self._event_seq = self._conn.execute(
+            "SELECT max((SELECT coalesce(max(seq), 0) FROM events), "
+            "(SELECT coalesce(max(last_seq), 0) FROM event_blocks))"
+        ).fetchone()[0]
+        self._small_events = dict(
+            self._conn.execute("SELECT source, count(*) FROM events GROUP BY source").fetchall()
+        )
 
     def _load_series(self) -> None:
         rows = self._conn.execute(
@@ -455,6 +511,7 @@ class DatabaseStorage(Storage):
                 raise StorageError(f"{self._label}: closed")
             self._claim_writer()
             conn = self._conn
+            self._pending_small = {}
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -470,11 +527,14 @@ class DatabaseStorage(Storage):
                 raise StorageError(f"{self._label}: write failed: {exc}") from exc
             for sid, points in merged.items():
                 self._small[sid] = self._small.get(sid, 0) + points
+            for source, n in self._pending_small.items():
+                self._small_events[source] = self._small_events.get(source, 0) + n
             # The batch is committed: a failed merge must not make store() fail (the
-            # caller would store it again). Small chunks stay readable; merging is
-            # retried on a later store().
+            # caller would store it again). Small chunks and event rows stay readable;
+            # merging is retried on a later store().
             try:
                 self._merge_small_chunks()
+                self._merge_small_events()
             except StorageError as exc:
                 self._merge_errors += 1
                 _log.warning("%s", exc)
@@ -547,35 +607,87 @@ class DatabaseStorage(Storage):
             )
             conn.executemany(_ROLLUP_UPSERT, rollups)
         if data.events:
-            counts: dict[tuple[int, str, str], int] = {}
-            rows = []
-            seq = self._event_seq
-            for e in data.events:
-                kind = e.event_type.value
-                message = e.message
-                seq += 1
-                rows.append(
-                    (
-                        e.time_ns,
-                        seq,
-                        e.id,
-                        e.source,
-                        kind,
-                        message,
-                        _encode(e.metadata),
-                        message.isascii(),
-                    )
-                )
-                key = (e.time_ns - e.time_ns % MINUTE_NS, e.source, kind)
-                counts[key] = counts.get(key, 0) + 1
+            self._write_events(data.events)
+        return small
+
+    def _write_events(self, events: Sequence[Event]) -> None:
+        """A source with many events in the batch gets a block; the others rows, merged
+        into blocks later. Per-minute counts, by source and without, either way."""
+        conn = self._conn
+        counts: dict[tuple[int, str, str], int] = {}
+        by_source: dict[str, list[tuple[int, Event]]] = {}
+        seq = self._event_seq
+        for e in events:
+            seq += 1
+            kind = e.event_type.value
+            key = (e.time_ns - e.time_ns % MINUTE_NS, e.source, kind)
+            counts[key] = counts.get(key, 0) + 1
+            group = by_source.get(e.source)
+            if group is None:
+                by_source[e.source] = [(seq, e)]
+            else:
+                group.append((seq, e))
+        rows = []
+        blocks = []
+        for source, group in by_source.items():
+            if len(group) >= self.event_block_min:
+                blocks.extend(_blocks_of(source, group))
+                continue
+            rows += [
+                (e.time_ns, q, e.id, source, e.event_type.value, e.message, _encode(e.metadata),
+                 e.message.isascii())
+                for q, e in group
+            ]  # fmt: skip
+            self._pending_small[source] = self._pending_small.get(source, 0) + len(group)
+        if rows:
             conn.executemany(
                 "INSERT INTO events (time_ns, seq, id, source, event_type, message, metadata, "
                 "ascii) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            self._next_event_seq = seq
-            conn.executemany(_EVENT_COUNT_UPSERT, [(*k, n) for k, n in counts.items()])
-        return small
+        if blocks:
+            conn.executemany(_BLOCK_INSERT, blocks)
+        self._next_event_seq = seq
+        conn.executemany(_EVENT_COUNT_UPSERT, [(*k, n) for k, n in counts.items()])
+        by_type: dict[tuple[int, str], int] = {}
+        for (bucket, _, kind), n in counts.items():
+            by_type[bucket, kind] = by_type.get((bucket, kind), 0) + n
+        conn.executemany(_EVENT_TYPE_COUNT_UPSERT, [(*k, n) for k, n in by_type.items()])
+
+    def _merge_small_events(self) -> None:
+        """Move a source's event rows into blocks once enough accumulated (at most
+        ``16 * MAX_BLOCK`` rows per source per call, so one call stays short)."""
+        due = [src for src, n in self._small_events.items() if n >= EVENT_MERGE_AT]
+        if not due:
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for source in due:
+                    rows = conn.execute(
+                        "SELECT time_ns, seq, id, event_type, message, metadata FROM events "
+                        "WHERE source = ? ORDER BY seq LIMIT ?",
+                        (source, 16 * MAX_BLOCK),
+                    ).fetchall()
+                    if rows:
+                        conn.executemany(_BLOCK_INSERT, _blocks_of_rows(source, rows))
+                        conn.execute(
+                            "DELETE FROM events WHERE source = ? AND seq <= ?",
+                            (source, rows[-1][1]),
+                        )
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        except sqlite3.Error as exc:
+            # The events are safe in their rows; merging is retried next time.
+            raise StorageError(f"{self._label}: merging events failed: {exc}") from exc
+        for source in due:
+            left = conn.execute(
+                "SELECT count(*) FROM events WHERE source = ?", (source,)
+            ).fetchone()[0]
+            self._small_events[source] = left
 
     def _merge_small_chunks(self) -> None:
         """Rewrite a series' small chunks as large ones once enough points accumulated."""
@@ -848,7 +960,7 @@ class DatabaseStorage(Storage):
                 "(message LIKE ? ESCAPE '\\' OR NOT ascii) AND instr(rimp_casefold(message), ?) > 0"
             )
             args += [f"%{escaped}%", needle]
-        sql = "SELECT id, time_ns, source, event_type, message, metadata FROM events"
+        sql = "SELECT id, time_ns, seq, source, event_type, message, metadata FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time_ns DESC, seq DESC"
@@ -857,10 +969,75 @@ class DatabaseStorage(Storage):
             args.append(limit)
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
-        return [
-            Event(src, msg, EventType(kind_), _decode_metadata(meta), t, rid)
-            for rid, t, src, kind_, msg, meta in rows
-        ]
+        found: list[tuple[int, int, Any]] = [(t, q, row) for row in rows for t, q in [row[1:3]]]
+        found += self._block_events(
+            source, kind, lo, hi, needle=search.casefold() if search else None, limit=limit
+        )
+        found.sort(key=_newest_key, reverse=True)
+        return list(_events_of(found[:limit]))
+
+    def _blocks(
+        self, source: str | None, kind: str | None, lo: int | None, hi: int | None
+    ) -> Iterator[_eventblocks.DecodedBlock]:
+        """The event blocks that may hold events of ``source`` and ``kind`` in
+        ``[lo, hi)``, newest end first, decoded a page at a time (the lock is held per
+        page, not across the caller's work)."""
+        where = ["1"]
+        args: list[Any] = []
+        if source is not None:
+            where.append("source = ?")
+            args.append(source)
+        if kind is not None:
+            where.append("types & ?")
+            args.append(_eventblocks.type_mask([kind]))
+        if lo is not None:
+            where.append("end_ns >= ?")
+            args.append(lo)
+        if hi is not None:
+            where.append("start_ns < ?")
+            args.append(hi)
+        sql = (
+            f"SELECT id, end_ns, {_BLOCK_COLUMNS} FROM event_blocks WHERE {' AND '.join(where)} "
+            "AND (end_ns < ? OR (end_ns = ? AND id < ?)) ORDER BY end_ns DESC, id DESC LIMIT 16"
+        )
+        after = (2**63 - 1, 2**63 - 1, 2**63 - 1)
+        while True:
+            with self._lock:
+                page = self._conn.execute(sql, [*args, *after]).fetchall()
+            if not page:
+                return
+            for row in page:
+                after = (row[1], row[1], row[0])
+                block = _eventblocks.decode_block(row[2:])
+                block.end_ns = row[1]
+                yield block
+
+    def _block_events(
+        self,
+        source: str | None,
+        kind: str | None,
+        lo: int | None,
+        hi: int | None,
+        *,
+        needle: str | None,
+        limit: int | None,
+    ) -> list[tuple[int, int, Any]]:
+        """(time, seq, (block, position)) of the newest ``limit`` matching events in
+        blocks. Blocks come newest end first, so once ``limit`` events are found, a block
+        ending before the oldest of them cannot hold a better one: the scan stops."""
+        codes = None if kind is None else frozenset({_eventblocks.KIND_CODES[kind]})
+        best: list[tuple[int, int, Any]] = []  # a min-heap of the newest found so far
+        for block in self._blocks(source, kind, lo, hi):
+            if limit is not None and len(best) >= limit and block.end_ns < best[0][0]:
+                break
+            times, seqs = block.times, block.seqs
+            for i in block.matching(codes=codes, lo=lo, hi=hi, needle=needle):
+                item = (times[i], seqs[i], (block, i))
+                if limit is None or len(best) < limit:
+                    heapq.heappush(best, item)
+                elif item[:2] > best[0][:2]:
+                    heapq.heapreplace(best, item)
+        return best
 
     @_reads
     def count_events(
@@ -884,24 +1061,58 @@ class DatabaseStorage(Storage):
             and (lo is None or (lo % MINUTE_NS == 0 and lo >= 0))
             and (hi is None or hi % MINUTE_NS == 0)
         )
-        table, time_col, count = (
-            ("event_counts", "bucket_ns", "sum(count)")
-            if aligned
-            else ("events", "time_ns", "count(*)")
-        )
-        where, args = _event_filters(source, kind, lo, hi, time_col=time_col)
+        if aligned:
+            # Without a source, the counts kept per minute and type: a day is 1,440 rows
+            # per type, however many sources there are.
+            by_type = source is None and "source" not in keys
+            table = "event_type_counts" if by_type else "event_counts"
+            where, args = _event_filters(source, kind, lo, hi, time_col="bucket_ns")
+            cols = "".join(f", {k}" for k in keys)
+            sql = f"SELECT (bucket_ns / ?) * ? AS b{cols}, sum(count) FROM {table}"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += f" GROUP BY b{cols}"
+            with self._lock:
+                rows = self._conn.execute(sql, [width, width, *args]).fetchall()
+            cells = {(tuple(r[1:-1]), r[0]): int(r[-1]) for r in rows}
+        else:
+            cells = self._count_raw(keys, width, source=source, kind=kind, lo=lo, hi=hi)
+        out = sorted(cells.items())
+        return [
+            Bucket(b, dict(zip(keys, group, strict=True)), float(n), n) for (group, b), n in out
+        ]
+
+    def _count_raw(
+        self,
+        keys: tuple[str, ...],
+        width: int,
+        *,
+        source: str | None,
+        kind: str | None,
+        lo: int | None,
+        hi: int | None,
+    ) -> dict[tuple[tuple[str, ...], int], int]:
+        """Events per (group, bucket start) counted from the rows and the blocks."""
+        where, args = _event_filters(source, kind, lo, hi)
         cols = "".join(f", {k}" for k in keys)
-        start = f"({time_col} - ({time_col} % ?))" if not aligned else f"({time_col} / ?) * ?"
-        start_args = [width] if not aligned else [width, width]
-        sql = f"SELECT {start} AS b{cols}, {count} FROM {table}"
+        # Floor division also before 1970 (SQLite's % keeps the dividend's sign).
+        sql = f"SELECT time_ns - (((time_ns % ?) + ?) % ?) AS b{cols}, count(*) FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" GROUP BY b{cols}"
         with self._lock:
-            rows = self._conn.execute(sql, [*start_args, *args]).fetchall()
-        out = [(tuple(r[1:-1]), r[0], r[-1]) for r in rows]
-        out.sort(key=lambda r: (r[0], r[1]))
-        return [Bucket(b, dict(zip(keys, group, strict=True)), float(n), n) for group, b, n in out]
+            rows = self._conn.execute(sql, [width, width, width, *args]).fetchall()
+        cells = {(tuple(r[1:-1]), r[0]): int(r[-1]) for r in rows}
+        codes = None if kind is None else frozenset({_eventblocks.KIND_CODES[kind]})
+        names = _eventblocks.KIND_VALUES
+        for block in self._blocks(source, kind, lo, hi):
+            times, kinds = block.times, block.kinds
+            for i in block.matching(codes=codes, lo=lo, hi=hi, needle=None):
+                t = times[i]
+                group = tuple(block.source if k == "source" else names[kinds[i]] for k in keys)
+                key = (group, t - t % width)
+                cells[key] = cells.get(key, 0) + 1
+        return cells
 
     @_reads
     def series(self, name: str | None = None) -> list[SeriesInfo]:
@@ -942,6 +1153,7 @@ class DatabaseStorage(Storage):
                         removed += conn.execute(
                             "DELETE FROM events WHERE time_ns < ?", (cutoff,)
                         ).rowcount
+                        removed += self._delete_event_blocks(cutoff)
                         self._trim_rollups(cutoff)
                     conn.execute("COMMIT")
                 except BaseException:
@@ -952,6 +1164,30 @@ class DatabaseStorage(Storage):
                 raise StorageError(f"{self._label}: delete failed: {exc}") from exc
             self._small = {}
             self._load_series()
+            self._small_events = dict(
+                conn.execute("SELECT source, count(*) FROM events GROUP BY source").fetchall()
+            )
+        return removed
+
+    def _delete_event_blocks(self, cutoff: int) -> int:
+        """Drop the blocks wholly before ``cutoff``; rewrite the ones it cuts."""
+        conn = self._conn
+        removed = int(
+            conn.execute(
+                "SELECT coalesce(sum(n), 0) FROM event_blocks WHERE end_ns < ?", (cutoff,)
+            ).fetchone()[0]
+        )
+        conn.execute("DELETE FROM event_blocks WHERE end_ns < ?", (cutoff,))
+        cut = conn.execute(
+            f"SELECT id, {_BLOCK_COLUMNS} FROM event_blocks WHERE start_ns < ?", (cutoff,)
+        ).fetchall()
+        for row in cut:
+            block = _eventblocks.decode_block(row[1:])
+            kept = [i for i, t in enumerate(block.times) if t >= cutoff]
+            removed += len(block.times) - len(kept)
+            conn.execute("DELETE FROM event_blocks WHERE id = ?", (row[0],))
+            if kept:
+                conn.execute(_BLOCK_INSERT, block.subset(kept))
         return removed
 
     def _delete_points(self, cutoff: int) -> int:
@@ -988,6 +1224,7 @@ class DatabaseStorage(Storage):
         edge = cutoff - cutoff % MINUTE_NS
         conn.execute("DELETE FROM rollup_1m WHERE bucket_ns < ?", (edge,))
         conn.execute("DELETE FROM event_counts WHERE bucket_ns < ?", (edge,))
+        conn.execute("DELETE FROM event_type_counts WHERE bucket_ns < ?", (edge,))
         if edge == cutoff:
             return
         # The minute holding the cutoff lost some of its records: recompute it.
@@ -1006,11 +1243,20 @@ class DatabaseStorage(Storage):
                     _minute_rollups(sid, [p[0] for p in points], [p[1] for p in points]),
                 )
         conn.execute("DELETE FROM event_counts WHERE bucket_ns = ?", (edge,))
-        conn.execute(
-            "INSERT INTO event_counts (bucket_ns, source, event_type, count) "
-            "SELECT ?, source, event_type, count(*) FROM events "
-            "WHERE time_ns >= ? AND time_ns < ? GROUP BY source, event_type",
-            (edge, edge, edge + MINUTE_NS),
+        conn.execute("DELETE FROM event_type_counts WHERE bucket_ns = ?", (edge,))
+        left = self._count_raw(
+            ("source", "event_type"),
+            MINUTE_NS,
+            source=None,
+            kind=None,
+            lo=edge,
+            hi=edge + MINUTE_NS,
+        )
+        conn.executemany(
+            _EVENT_COUNT_UPSERT, [(b, src, kind, n) for ((src, kind), b), n in left.items()]
+        )
+        conn.executemany(
+            _EVENT_TYPE_COUNT_UPSERT, [(b, kind, n) for ((_, kind), b), n in left.items()]
         )
 
     def apply_retention(self, now_ns: int | None = None) -> int:
@@ -1034,12 +1280,17 @@ class DatabaseStorage(Storage):
 
     @_reads
     def stats(self) -> dict[str, Any]:
-        """``bytes`` (database + WAL), ``series``, ``chunks``, ``points``, ``events``, errors."""
+        """``bytes`` (database + WAL), ``series``, ``chunks``, ``points``, ``events``,
+        ``event_blocks``, errors."""
         with self._lock:
             chunks, points = self._conn.execute(
                 "SELECT count(*), coalesce(sum(n), 0) FROM chunks"
             ).fetchone()
-            events = self._conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            events, blocks = self._conn.execute(
+                "SELECT (SELECT count(*) FROM events) + "
+                "(SELECT coalesce(sum(n), 0) FROM event_blocks), "
+                "(SELECT count(*) FROM event_blocks)"
+            ).fetchone()
             series = self._conn.execute("SELECT count(*) FROM series").fetchone()[0]
         size = sum(
             p.stat().st_size
@@ -1052,6 +1303,7 @@ class DatabaseStorage(Storage):
             "chunks": chunks,
             "points": points,
             "events": events,
+            "event_blocks": blocks,
             "write_errors": self._write_errors,
             "merge_errors": self._merge_errors,
         }
@@ -1066,8 +1318,11 @@ class DatabaseStorage(Storage):
             lo2, hi2 = self._conn.execute(
                 "SELECT min(time_ns), max(time_ns) FROM events"
             ).fetchone()
-        lows = [x for x in (lo1, lo2) if x is not None]
-        highs = [x for x in (hi1, hi2) if x is not None]
+            lo3, hi3 = self._conn.execute(
+                "SELECT min(start_ns), max(end_ns) FROM event_blocks"
+            ).fetchone()
+        lows = [x for x in (lo1, lo2, lo3) if x is not None]
+        highs = [x for x in (hi1, hi2, hi3) if x is not None]
         return (min(lows), max(highs)) if lows else None
 
     def vacuum(self) -> None:
@@ -1088,21 +1343,27 @@ class DatabaseStorage(Storage):
             for t, v, i in sorted(self._points_of(sid, None, None), key=_first):
                 yield Metric(name, v, unit, tags, t, i)
 
-    def all_events(self, batch: int = 10_000) -> Iterator[Event]:
-        """Every stored event, oldest first."""
-        last = (-(2**63), 0)
-        while True:
+    def all_events(self, window: int = 3600 * 1_000_000_000) -> Iterator[Event]:
+        """Every stored event, oldest first (read an hour at a time: rows and blocks are
+        merged in time and stored order within each window)."""
+        span = self.time_range()
+        if span is None:
+            return
+        start = span[0] - span[0] % window
+        while start <= span[1]:
+            hi = start + window
+            found: list[tuple[int, int, Any]] = []
             with self._lock:
                 rows = self._conn.execute(
-                    "SELECT time_ns, seq, id, source, event_type, message, metadata FROM events "
-                    "WHERE (time_ns, seq) > (?, ?) ORDER BY time_ns, seq LIMIT ?",
-                    (*last, batch),
+                    "SELECT id, time_ns, seq, source, event_type, message, metadata FROM events "
+                    "WHERE time_ns >= ? AND time_ns < ?",
+                    (start, hi),
                 ).fetchall()
-            if not rows:
-                return
-            for t, seq, rid, src, kind, msg, meta in rows:
-                last = (t, seq)
-                yield Event(src, msg, EventType(kind), _decode_metadata(meta), t, rid)
+            found += [(row[1], row[2], row) for row in rows]
+            found += self._block_events(None, None, start, hi, needle=None, limit=None)
+            found.sort(key=_newest_key)
+            yield from _events_of(found)
+            start = hi
 
     def close(self) -> None:
         """Stop maintenance, checkpoint and close. Idempotent."""
@@ -1128,6 +1389,21 @@ def _first(p: tuple[int, float, str]) -> int:
     return p[0]
 
 
+def _newest_key(item: tuple[int, int, Any]) -> tuple[int, int]:
+    return item[0], item[1]
+
+
+def _events_of(found: Iterable[tuple[int, int, Any]]) -> Iterator[Event]:
+    """The events of (time, seq, row or (block, position)) items, in their order."""
+    for _, _, item in found:
+        if len(item) == 2:  # (block, position)
+            block, i = item
+            yield block.event(i)
+        else:  # a row: id, time_ns, seq, source, event_type, message, metadata
+            rid, t, _, src, kind, msg, meta = item
+            yield Event(src, msg, EventType(kind), _decode_metadata(meta), t, rid)
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     # SQLite rolls back by itself on some errors (a full disk): only roll back what is open.
     if conn.in_transaction:
@@ -1149,6 +1425,46 @@ def _chunk_row(sid: int, points: Sequence[tuple[int, float, str]]) -> tuple[Any,
         _chunks.encode_values([p[1] for p in points], compress=True),
         _chunks.encode_ids([p[2] for p in points], compress=True),
     )
+
+
+def _blocks_of(source: str, group: list[tuple[int, Event]]) -> list[_eventblocks.BlockRow]:
+    """Blocks of one source's (seq, event) pairs, in stored order."""
+    codes = _eventblocks.KIND_CODES
+    out = []
+    for i in range(0, len(group), MAX_BLOCK):
+        part = group[i : i + MAX_BLOCK]
+        out.append(
+            _eventblocks.encode_block(
+                source,
+                times=[e.time_ns for _, e in part],
+                seqs=[q for q, _ in part],
+                kinds=bytes([codes[e.event_type.value] for _, e in part]),
+                ids=[e.id for _, e in part],
+                messages=[e.message for _, e in part],
+                metadata=[_encode(e.metadata) for _, e in part],
+            )
+        )
+    return out
+
+
+def _blocks_of_rows(source: str, rows: list[Any]) -> list[_eventblocks.BlockRow]:
+    """Blocks of one source's event rows (time_ns, seq, id, type, message, metadata)."""
+    codes = _eventblocks.KIND_CODES
+    out = []
+    for i in range(0, len(rows), MAX_BLOCK):
+        part = rows[i : i + MAX_BLOCK]
+        out.append(
+            _eventblocks.encode_block(
+                source,
+                times=[r[0] for r in part],
+                seqs=[r[1] for r in part],
+                kinds=bytes([codes[r[3]] for r in part]),
+                ids=[r[2] for r in part],
+                messages=[r[4] for r in part],
+                metadata=[bytes(r[5]) for r in part],
+            )
+        )
+    return out
 
 
 def _minute_rollups(

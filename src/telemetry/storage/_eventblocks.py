@@ -1,0 +1,193 @@
+"""Event blocks: the on-disk form of many events of one source, in columns.
+
+One row of ``event_blocks`` holds up to a few thousand events of one source, in the
+order they were stored (not sorted by time: ``seq`` keeps that order and the query sorts).
+Each column is a blob:
+
+- ``times`` and ``seqs``: int64 deltas, byte-shuffled and zlib'd (the points' codec);
+- ``kinds``: one byte per event, the type's code (:data:`KIND_CODES`);
+- ``ids``: the points' id codec (RIMP's hex ids as zigzagged int64 deltas);
+- ``messages`` and ``metadata``: msgpack lists (messages as text, metadata as its JSON
+  bytes) compressed with zlib level 1, which measured 0.24 us per event to write against
+  0.85 at level 6, for 20 % more bytes.
+
+The row also keeps what lets a query skip a block without opening it: the time range,
+the last seq, the number of events and a bit mask of the types present. Writing a block
+costs a few microseconds per event against ~7 for a SQLite row with its index entries;
+reading decodes whole blocks, which is what a scan of many events does anyway.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from telemetry.models import Event, EventType
+from telemetry.storage import _chunks
+
+__all__ = [
+    "KIND_CODES",
+    "KIND_VALUES",
+    "BlockRow",
+    "DecodedBlock",
+    "decode_block",
+    "encode_block",
+    "type_mask",
+]
+
+KIND_CODES: dict[str, int] = {kind.value: code for code, kind in enumerate(EventType)}
+"""Each event type's one-byte code in ``kinds`` (the enum's order; never reordered)."""
+KIND_VALUES: list[str] = [kind.value for kind in EventType]
+"""The type value of each code."""
+_KINDS = list(EventType)
+_LEVEL = 1
+_encode_list = msgspec.msgpack.Encoder().encode
+_decode_messages = msgspec.msgpack.Decoder(list[str]).decode
+_decode_metadata_raw = msgspec.msgpack.Decoder(list[bytes]).decode
+_decode_metadata = msgspec.json.Decoder(dict[str, Any]).decode
+
+BlockRow = tuple[str, int, int, int, int, int, bytes, bytes, bytes, bytes, bytes, bytes]
+"""(source, start_ns, end_ns, last_seq, n, types, times, seqs, kinds, ids, messages,
+metadata): the values of one ``event_blocks`` row, in its column order."""
+
+
+def type_mask(kinds: Sequence[str]) -> int:
+    """The bit mask of the event types named in ``kinds`` (type values)."""
+    mask = 0
+    for kind in kinds:
+        mask |= 1 << KIND_CODES[kind]
+    return mask
+
+
+def encode_block(
+    source: str,
+    *,
+    times: Sequence[int],
+    seqs: Sequence[int],
+    kinds: bytes,
+    ids: Sequence[str],
+    messages: list[str],
+    metadata: list[bytes],
+) -> BlockRow:
+    """A block of one source's events, given as columns (``kinds`` already as codes and
+    ``metadata`` already as JSON bytes)."""
+    mask = 0
+    for code in set(kinds):
+        mask |= 1 << code
+    return (
+        source,
+        min(times),
+        max(times),
+        seqs[-1],
+        len(times),
+        mask,
+        _chunks.encode_times(times, compress=True),
+        _chunks.encode_times(seqs, compress=True),
+        zlib.compress(kinds, _LEVEL),
+        _chunks.encode_ids(ids, compress=True),
+        zlib.compress(_encode_list(messages), _LEVEL),
+        zlib.compress(_encode_list(metadata), _LEVEL),
+    )
+
+
+@dataclass
+class DecodedBlock:
+    """A block's columns, decoded on demand: a query that filters by time and type never
+    inflates the messages, and metadata is parsed only for the events returned."""
+
+    source: str
+    times: Sequence[int]
+    seqs: Sequence[int]
+    kinds: bytes
+    _ids: bytes
+    _messages: bytes
+    _metadata: bytes
+    _ids_list: list[str] | None = None
+    _messages_list: list[str] | None = None
+    _metadata_list: list[bytes] | None = None
+    end_ns: int = 0
+
+    @property
+    def ids(self) -> list[str]:
+        """The events' ids."""
+        if self._ids_list is None:
+            self._ids_list = _chunks.decode_ids(self._ids)
+        return self._ids_list
+
+    @property
+    def messages(self) -> list[str]:
+        """The events' messages."""
+        if self._messages_list is None:
+            self._messages_list = _decode_messages(zlib.decompress(self._messages))
+        return self._messages_list
+
+    def event(self, i: int) -> Event:
+        """The ``i``-th event of the block, whole."""
+        if self._metadata_list is None:
+            self._metadata_list = _decode_metadata_raw(zlib.decompress(self._metadata))
+        return Event(
+            self.source,
+            self.messages[i],
+            _KINDS[self.kinds[i]],
+            _decode_metadata(self._metadata_list[i]),
+            self.times[i],
+            self.ids[i],
+        )
+
+    def subset(self, positions: Sequence[int]) -> BlockRow:
+        """A block row of the events at ``positions`` (retention keeps part of a block)."""
+        if self._metadata_list is None:
+            self._metadata_list = _decode_metadata_raw(zlib.decompress(self._metadata))
+        metadata = self._metadata_list
+        return encode_block(
+            self.source,
+            times=[self.times[i] for i in positions],
+            seqs=[self.seqs[i] for i in positions],
+            kinds=bytes(self.kinds[i] for i in positions),
+            ids=[self.ids[i] for i in positions],
+            messages=[self.messages[i] for i in positions],
+            metadata=[metadata[i] for i in positions],
+        )
+
+    def matching(
+        self,
+        *,
+        codes: frozenset[int] | None,
+        lo: int | None,
+        hi: int | None,
+        needle: str | None,
+    ) -> Iterator[int]:
+        """Positions of the events in ``[lo, hi)`` of one of the type ``codes``, whose
+        case-folded message holds ``needle``."""
+        times, kinds = self.times, self.kinds
+        messages: list[str] = []
+        if needle:
+            messages = self.messages
+            if needle not in "\x00".join(messages).casefold():
+                return  # the whole block at once: most blocks lack a rare word
+        for i, t in enumerate(times):
+            if (lo is not None and t < lo) or (hi is not None and t >= hi):
+                continue
+            if codes is not None and kinds[i] not in codes:
+                continue
+            if needle and needle not in messages[i].casefold():
+                continue
+            yield i
+
+
+def decode_block(row: Sequence[Any]) -> DecodedBlock:
+    """Decode a row read as (source, times, seqs, kinds, ids, messages, metadata)."""
+    source, times, seqs, kinds, ids, messages, metadata = row
+    return DecodedBlock(
+        source,
+        _chunks.decode_times(times),
+        _chunks.decode_times(seqs),
+        zlib.decompress(kinds),
+        ids,
+        messages,
+        metadata,
+    )
