@@ -2,7 +2,8 @@
 
 Dataset (generated here, deterministic): 5,000,000 points in 50 series over 24 h
 (5 metrics x 10 tag sets: host h0..h4 x region a/b), 1,000,000 events from
-10 sources. Every engine ingests the same records in the same batches, then
+20 sources (one in 100,000 carries the rare word "kraken"). Every engine ingests
+the same records in the same batches, then
 answers the same queries; each query runs 7 times and the median and min
 are reported. Run:
 
@@ -35,7 +36,7 @@ DAY_NS = 86_400 * 1_000_000_000
 T0 = 1_796_083_200 * 1_000_000_000  # 2026-12-01 00:00 UTC, minute aligned
 METRICS = ["cpu", "mem", "latency", "requests", "queue"]
 TAGSETS = [{"host": f"h{h}", "region": r} for h in range(5) for r in ("a", "b")]
-SOURCES = [f"svc{i}" for i in range(10)]
+SOURCES = [f"svc{i}" for i in range(20)]
 TYPES = [EventType.DEBUG, EventType.INFO, EventType.INFO, EventType.INFO, EventType.WARNING,
          EventType.ERROR]  # fmt: skip
 
@@ -65,13 +66,15 @@ def make_points(total: int) -> list[Metric]:
 
 
 def make_events(total: int) -> list[Event]:
-    """``total`` events over 24 h from 10 sources, ~1/6 of them errors."""
+    """``total`` events over 24 h from 20 sources, ~1/6 of them errors; one in 100,000
+    mentions "kraken" (what a search for a rare word looks for)."""
     rng = random.Random(7)
     step = DAY_NS // total
     return [
         Event(
             SOURCES[i % len(SOURCES)],
-            f"request {i} handled in {rng.randint(1, 900)} ms",
+            f"request {i} handled in {rng.randint(1, 900)} ms"
+            + (" by kraken" if i % 100_000 == 50_000 else ""),
             TYPES[rng.randrange(len(TYPES))],
             {"request": i, "path": "/api/users"},
             T0 + i * step,
@@ -171,11 +174,27 @@ class PlainSQLite:
             (T0, T0 + DAY_NS),
         ).fetchall()
 
+    def search(self) -> Any:
+        return self.conn.execute(
+            "SELECT * FROM events WHERE message LIKE '%kraken%' AND time_ns >= ? "
+            "AND time_ns < ? ORDER BY time_ns DESC LIMIT 100",
+            (T0, T0 + DAY_NS),
+        ).fetchall()
+
     def metric_bytes(self) -> int:
         return sum(
             r[0]
             for r in self.conn.execute(
                 "SELECT sum(pgsize) FROM dbstat WHERE name IN ('points', 'series')"
+            )
+        )
+
+    def event_bytes(self) -> int:
+        return sum(
+            r[0]
+            for r in self.conn.execute(
+                "SELECT sum(pgsize) FROM dbstat WHERE name IN "
+                "('events', 'events_time', 'events_src')"
             )
         )
 
@@ -217,6 +236,19 @@ class Rimp:
 
     def q5(self) -> Any:
         return self.storage.count_events(bucket=60, since=T0, until=T0 + DAY_NS)
+
+    def search(self) -> Any:
+        return self.storage.query_events(search="kraken", since=T0, until=T0 + DAY_NS)
+
+    def event_bytes(self) -> int:
+        return sum(
+            r[0] or 0
+            for r in self.storage._conn.execute(
+                "SELECT sum(pgsize) FROM dbstat WHERE name IN ('events', "
+                "'events_source_type_time', 'event_blocks', 'event_blocks_end', "
+                "'event_blocks_source_end', 'event_counts', 'event_type_counts')"
+            )
+        )
 
     def metric_bytes(self) -> int:
         conn = self.storage._conn
@@ -279,10 +311,11 @@ def main() -> None:
             row["points/s (batch 1k, first 20 %)"] = f"{rate_1k:,.0f}"
             row["points/s (batch 10k)"] = f"{rate_10k:,.0f}"
             row["events/s (batch 10k)"] = f"{ev_rate:,.0f}"
-            for q in ("q1", "q2", "p95", "errors", "q5"):
+            for q in ("q1", "q2", "p95", "errors", "q5", "search"):
                 med, low = timed(getattr(engine, q))
                 row[q] = f"{med * 1e3:.1f} ms (min {low * 1e3:.1f})"
             row["bytes/point"] = f"{engine.metric_bytes() / len(points):.2f}"
+            row["bytes/event"] = f"{engine.event_bytes() / len(events):.1f}"
             engine.close()
             results[engine.name] = row
             print(f"done: {engine.name}", file=sys.stderr)

@@ -64,6 +64,25 @@ class TestNumpyAndPurePython:
             pure = decode_values(blob)
         assert bits(decode_values(blob)) == bits(pure) == bits(values)
 
+    @given(st.lists(st.integers(min_value=0, max_value=2**63 - 1), min_size=1, max_size=300))
+    def test_hex_ids_encode_and_decode_alike(self, numbers: list[int]) -> None:
+        """16-hex-digit ids anywhere under 2**63, in any order (client ids far apart
+        included): the same bytes both ways, and back to themselves."""
+        ids = [f"{n:016x}" for n in numbers]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_chunks, "HAVE_NUMPY", False)
+            pure = encode_ids(ids, compress=True)
+            assert decode_ids(pure) == ids
+        assert encode_ids(ids, compress=True) == pure
+        assert decode_ids(pure) == ids
+
+
+def test_ids_far_apart_are_stored() -> None:
+    """Ids whose differences need all 64 bits (a regression: this raised OverflowError
+    and made the whole batch fail for ever)."""
+    ids = ["7fffffffffffffff", "0000000000000000", "4000000000000001"] * 50
+    assert decode_ids(encode_ids(ids, compress=True)) == ids
+
 
 @pytest.mark.usefixtures("without_numpy")
 class TestWithoutNumpy:

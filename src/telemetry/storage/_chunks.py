@@ -106,6 +106,11 @@ def _unpack_np(blob: bytes) -> Any:
     return raw.reshape(_WIDTH, -1).T.copy().view(np.int64).ravel()
 
 
+def _pack_np(numbers: Any) -> bytes:
+    """:func:`_pack` of a numpy 8-byte array: the same shuffled, compressed bytes."""
+    return zlib.compress(numbers.view(_numpy().uint8).reshape(-1, _WIDTH).T.tobytes(), _LEVEL)
+
+
 def _deltas(numbers: Sequence[int]) -> list[int]:
     out = [numbers[0]] if numbers else []
     out.extend([b - a for a, b in pairwise(numbers)])
@@ -130,6 +135,9 @@ def encode_times(times: Sequence[int], *, compress: bool) -> bytes:
     """Encode ascending ``int`` ns times."""
     if not compress:
         return _RAW + array.array("q", times).tobytes()
+    if HAVE_NUMPY and len(times) > 64:  # below, numpy's call overhead costs more
+        np = _numpy()
+        return _ZLIB + _pack_np(np.diff(np.asarray(times, dtype=np.int64), prepend=0))
     return _ZLIB + _pack("q", _deltas(times))
 
 
@@ -199,15 +207,38 @@ def decode_values(blob: bytes) -> array.array[float]:
     return _unpack("d", blob[1:], codec == _RAW)
 
 
+_U64 = 2**64
+
+
 def encode_ids(ids: Sequence[str], *, compress: bool) -> bytes:
     """Encode record ids (see the module docs)."""
     if not compress:
         return _RAW + _encode_json(ids)
-    if set(map(len, ids)) == {16} and _HEX16.fullmatch("".join(ids)):
-        numbers = list(map(int, ids, repeat(16)))
-        if max(numbers, default=0) < 2**63:
-            return _ZLIB + _HEX_IDS + _pack("q", _zigzag(_deltas(numbers)))
+    joined = "".join(ids)
+    if len(joined) == 16 * len(ids) and _HEX16.fullmatch(joined):
+        if HAVE_NUMPY and len(ids) > 64:
+            np = _numpy()
+            numbers = np.frombuffer(bytes.fromhex(joined), dtype=">u8").astype(np.uint64)
+            if int(numbers.max(initial=0)) < 2**63:
+                # Deltas and zigzag wrap around 2**64, like the pure-Python code below.
+                deltas = np.diff(numbers, prepend=np.uint64(0)).view(np.int64)
+                zigzag = (deltas << 1) ^ (deltas >> 63)
+                return _ZLIB + _HEX_IDS + _pack_np(zigzag)
+        else:
+            values = list(map(int, ids, repeat(16)))
+            if max(values, default=0) < 2**63:
+                return _ZLIB + _HEX_IDS + _pack("Q", _zigzag64(_deltas(values)))
     return _ZLIB + _JSON_IDS + zlib.compress(_encode_json(ids), _LEVEL)
+
+
+def _zigzag64(deltas: Sequence[int]) -> list[int]:
+    # A delta between two ids under 2**63 may need 64 bits signed: wrap it around 2**64
+    # (the decoder's running sum wraps back), then zigzag it into an unsigned 64-bit.
+    out = []
+    for delta in deltas:
+        signed = (delta + 2**63) % _U64 - 2**63
+        out.append(((signed << 1) ^ (signed >> 63)) % _U64)
+    return out
 
 
 def decode_ids(blob: bytes) -> list[str]:
@@ -215,5 +246,11 @@ def decode_ids(blob: bytes) -> list[str]:
     if blob[:1] == _RAW:
         return _decode_strs(blob[1:])
     if blob[1:2] == _HEX_IDS:
-        return list(map(_format_id, _running_sum(_unzigzag(_unpack("q", blob[2:], False)))))
+        if HAVE_NUMPY:
+            zigzag = _unpack_np(blob[2:]).view(_numpy().uint64)
+            numbers = _numpy().cumsum((zigzag >> 1) ^ (-(zigzag & 1)))  # wraps, as encoded
+            text = numbers.astype(">u8").tobytes().hex()
+            return [text[i : i + 16] for i in range(0, len(text), 16)]
+        unsigned = _unpack("Q", blob[2:], False)
+        return [_format_id(n % _U64) for n in _running_sum(_unzigzag(unsigned))]
     return _decode_strs(zlib.decompress(blob[2:]))

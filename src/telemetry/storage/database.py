@@ -34,6 +34,7 @@ import threading
 import time
 import urllib.parse
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -612,33 +613,41 @@ class DatabaseStorage(Storage):
 
     def _write_events(self, events: Sequence[Event]) -> None:
         """A source with many events in the batch gets a block; the others rows, merged
-        into blocks later. Per-minute counts, by source and without, either way."""
+        into blocks later. Per-minute counts, by source and without, either way.
+
+        Hot for event ingest: column-wise list comprehensions and C-level counting
+        instead of per-event Python work (the enum's ``.value`` alone cost 0.5 us per
+        event; a dict lookup 0.04)."""
         conn = self._conn
-        counts: dict[tuple[int, str, str], int] = {}
-        by_source: dict[str, list[tuple[int, Event]]] = {}
-        seq = self._event_seq
-        for e in events:
-            seq += 1
-            kind = e.event_type.value
-            key = (e.time_ns - e.time_ns % MINUTE_NS, e.source, kind)
-            counts[key] = counts.get(key, 0) + 1
-            group = by_source.get(e.source)
-            if group is None:
-                by_source[e.source] = [(seq, e)]
-            else:
-                group.append((seq, e))
+        first = self._event_seq + 1
+        kinds = [_KIND_VALUE[e.event_type] for e in events]
+        sources = [e.source for e in events]
+        minutes = [t - t % MINUTE_NS for t in [e.time_ns for e in events]]
+        counts = Counter(zip(minutes, sources, kinds, strict=True))
+        groups: dict[str, list[int]] = {}
+        if len(set(sources)) == 1:
+            groups[sources[0]] = list(range(len(events)))
+        else:
+            for i, source in enumerate(sources):
+                group = groups.get(source)
+                if group is None:
+                    groups[source] = [i]
+                else:
+                    group.append(i)
         rows = []
         blocks = []
-        for source, group in by_source.items():
-            if len(group) >= self.event_block_min:
-                blocks.extend(_blocks_of(source, group))
+        for source, positions in groups.items():
+            part = [events[i] for i in positions]
+            seqs = [first + i for i in positions]
+            if len(part) >= self.event_block_min:
+                blocks.extend(_blocks_of(source, part, seqs))
                 continue
             rows += [
-                (e.time_ns, q, e.id, source, e.event_type.value, e.message, _encode(e.metadata),
-                 e.message.isascii())
-                for q, e in group
+                (e.time_ns, q, e.id, source, _KIND_VALUE[e.event_type], e.message,
+                 _encode(e.metadata), e.message.isascii())
+                for e, q in zip(part, seqs, strict=True)
             ]  # fmt: skip
-            self._pending_small[source] = self._pending_small.get(source, 0) + len(group)
+            self._pending_small[source] = self._pending_small.get(source, 0) + len(part)
         if rows:
             conn.executemany(
                 "INSERT INTO events (time_ns, seq, id, source, event_type, message, metadata, "
@@ -647,11 +656,11 @@ class DatabaseStorage(Storage):
             )
         if blocks:
             conn.executemany(_BLOCK_INSERT, blocks)
-        self._next_event_seq = seq
+        self._next_event_seq = first + len(events) - 1
         conn.executemany(_EVENT_COUNT_UPSERT, [(*k, n) for k, n in counts.items()])
-        by_type: dict[tuple[int, str], int] = {}
+        by_type: Counter[tuple[int, str]] = Counter()
         for (bucket, _, kind), n in counts.items():
-            by_type[bucket, kind] = by_type.get((bucket, kind), 0) + n
+            by_type[bucket, kind] += n
         conn.executemany(_EVENT_TYPE_COUNT_UPSERT, [(*k, n) for k, n in by_type.items()])
 
     def _merge_small_events(self) -> None:
@@ -1067,20 +1076,32 @@ class DatabaseStorage(Storage):
             by_type = source is None and "source" not in keys
             table = "event_type_counts" if by_type else "event_counts"
             where, args = _event_filters(source, kind, lo, hi, time_col="bucket_ns")
-            cols = "".join(f", {k}" for k in keys)
-            sql = f"SELECT (bucket_ns / ?) * ? AS b{cols}, sum(count) FROM {table}"
+            group_cols = ", ".join(keys) or "''"  # a constant when nothing is grouped
+            start_args: list[int] = []
+            if by_type and width == MINUTE_NS and keys == ("event_type",):
+                # Already one row per minute and type: nothing to add up.
+                sql = f"SELECT event_type, bucket_ns, count FROM {table}"
+            else:
+                sql = f"SELECT {group_cols}, (bucket_ns / ?) * ? AS b, sum(count) FROM {table}"
+                start_args = [width, width]
             if where:
                 sql += " WHERE " + " AND ".join(where)
-            sql += f" GROUP BY b{cols}"
+            if start_args:
+                sql += f" GROUP BY {group_cols}, b"
             with self._lock:
-                rows = self._conn.execute(sql, [width, width, *args]).fetchall()
-            cells = {(tuple(r[1:-1]), r[0]): int(r[-1]) for r in rows}
+                found = self._conn.execute(sql, [*start_args, *args]).fetchall()
+            rows = sorted((tuple(r[:-2]) if keys else (), r[-2], r[-1]) for r in found)
         else:
             cells = self._count_raw(keys, width, source=source, kind=kind, lo=lo, hi=hi)
-        out = sorted(cells.items())
-        return [
-            Bucket(b, dict(zip(keys, group, strict=True)), float(n), n) for (group, b), n in out
-        ]
+            rows = sorted((group, b, n) for (group, b), n in cells.items())
+        labels: dict[tuple[str, ...], dict[str, str]] = {}
+        out = []
+        for group, b, n in rows:
+            tags = labels.get(group)
+            if tags is None:
+                tags = labels[group] = dict(zip(keys, group, strict=True))
+            out.append(Bucket(b, dict(tags), float(n), int(n)))
+        return out
 
     def _count_raw(
         self,
@@ -1389,6 +1410,9 @@ def _first(p: tuple[int, float, str]) -> int:
     return p[0]
 
 
+_KIND_VALUE: dict[EventType, str] = {kind: kind.value for kind in EventType}
+
+
 def _newest_key(item: tuple[int, int, Any]) -> tuple[int, int]:
     return item[0], item[1]
 
@@ -1427,21 +1451,21 @@ def _chunk_row(sid: int, points: Sequence[tuple[int, float, str]]) -> tuple[Any,
     )
 
 
-def _blocks_of(source: str, group: list[tuple[int, Event]]) -> list[_eventblocks.BlockRow]:
-    """Blocks of one source's (seq, event) pairs, in stored order."""
+def _blocks_of(source: str, events: list[Event], seqs: list[int]) -> list[_eventblocks.BlockRow]:
+    """Blocks of one source's events and their seqs, in stored order."""
     codes = _eventblocks.KIND_CODES
     out = []
-    for i in range(0, len(group), MAX_BLOCK):
-        part = group[i : i + MAX_BLOCK]
+    for i in range(0, len(events), MAX_BLOCK):
+        part = events[i : i + MAX_BLOCK]
         out.append(
             _eventblocks.encode_block(
                 source,
-                times=[e.time_ns for _, e in part],
-                seqs=[q for q, _ in part],
-                kinds=bytes([codes[e.event_type.value] for _, e in part]),
-                ids=[e.id for _, e in part],
-                messages=[e.message for _, e in part],
-                metadata=[_encode(e.metadata) for _, e in part],
+                times=[e.time_ns for e in part],
+                seqs=seqs[i : i + MAX_BLOCK],
+                kinds=bytes([codes[e.event_type] for e in part]),
+                ids=[e.id for e in part],
+                messages=[e.message for e in part],
+                metadata=_encode([e.metadata for e in part]),
             )
         )
     return out
@@ -1461,7 +1485,7 @@ def _blocks_of_rows(source: str, rows: list[Any]) -> list[_eventblocks.BlockRow]
                 kinds=bytes([codes[r[3]] for r in part]),
                 ids=[r[2] for r in part],
                 messages=[r[4] for r in part],
-                metadata=[bytes(r[5]) for r in part],
+                metadata=b"[" + b",".join(bytes(r[5]) for r in part) + b"]",
             )
         )
     return out
