@@ -439,9 +439,17 @@ class TestEventBlocks:
         old = events(1_000)  # under the 1,024 that start a merge: they stay rows
         with DatabaseStorage(path, event_block_min=10**9) as storage:  # rows only
             storage.store(TelemetryData(old, []))
-            storage._conn.executescript(
-                "DROP TABLE event_blocks; DROP TABLE event_type_counts; "
-                "UPDATE rimp_meta SET value = '2' WHERE key = 'schema_version';"
+            storage._conn.executescript(  # back to version 2's tables
+                """
+                CREATE TABLE event_counts (bucket_ns INTEGER NOT NULL, source TEXT NOT NULL,
+                    event_type TEXT NOT NULL, count INTEGER NOT NULL,
+                    PRIMARY KEY (bucket_ns, source, event_type)) WITHOUT ROWID;
+                INSERT INTO event_counts SELECT time_ns - time_ns % 60000000000, source,
+                    event_type, count(*) FROM events GROUP BY 1, 2, 3;
+                DROP TABLE event_blocks; DROP TABLE event_type_counts;
+                DROP TABLE event_source_counts;
+                UPDATE rimp_meta SET value = '2' WHERE key = 'schema_version';
+                """
             )
         with DatabaseStorage(path) as storage:
             assert storage.query_events(limit=None) == old[::-1]

@@ -10,8 +10,10 @@ Design (measured and explained in ``docs/storage.md``):
 - ``rollup_1m``: per series and minute, count/sum/min/max and the last point,
   written in the same transaction as the points. Aggregates whose buckets are
   whole minutes over minute-aligned windows read these instead of points.
-- ``events`` with indexes on time and on (source, type, time), and
-  ``event_counts`` per minute, source and type for the event-rate queries.
+- ``event_blocks``: the events of one source in compressed columns (see
+  ``_eventblocks``); ``events`` holds the recent rows of small batches until they
+  are merged into blocks. ``event_type_counts`` (per minute and type) and
+  ``event_source_counts`` (per minute and source) answer the event-rate queries.
 
 Every ``store()`` is one transaction (WAL mode, ``synchronous=NORMAL``): a
 reader in another process sees a batch whole or not at all, and is never
@@ -35,7 +37,7 @@ import time
 import urllib.parse
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
@@ -162,6 +164,15 @@ _MIGRATIONS: dict[int, str] = {
     ) WITHOUT ROWID;
     INSERT INTO event_type_counts
         SELECT bucket_ns, event_type, sum(count) FROM event_counts GROUP BY bucket_ns, event_type;
+    CREATE TABLE event_source_counts (
+        bucket_ns INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (bucket_ns, source)
+    ) WITHOUT ROWID;
+    INSERT INTO event_source_counts
+        SELECT bucket_ns, source, sum(count) FROM event_counts GROUP BY bucket_ns, source;
+    DROP TABLE event_counts;
     """,
 }
 RECEIPT_TTL_NS = 24 * 3600 * 1_000_000_000  # how long an idempotency answer is kept
@@ -179,9 +190,9 @@ ON CONFLICT (series_id, bucket_ns) DO UPDATE SET
                       ELSE last_value END,
     last_ns = max(last_ns, excluded.last_ns)
 """
-_EVENT_COUNT_UPSERT = """
-INSERT INTO event_counts (bucket_ns, source, event_type, count) VALUES (?, ?, ?, ?)
-ON CONFLICT (bucket_ns, source, event_type) DO UPDATE SET count = count + excluded.count
+_EVENT_SOURCE_COUNT_UPSERT = """
+INSERT INTO event_source_counts (bucket_ns, source, count) VALUES (?, ?, ?)
+ON CONFLICT (bucket_ns, source) DO UPDATE SET count = count + excluded.count
 """
 _EVENT_TYPE_COUNT_UPSERT = """
 INSERT INTO event_type_counts (bucket_ns, event_type, count) VALUES (?, ?, ?)
@@ -623,7 +634,7 @@ class DatabaseStorage(Storage):
         kinds = [_KIND_VALUE[e.event_type] for e in events]
         sources = [e.source for e in events]
         minutes = [t - t % MINUTE_NS for t in [e.time_ns for e in events]]
-        counts = Counter(zip(minutes, sources, kinds, strict=True))
+        counts = Counter(zip(minutes, sources, kinds, strict=True))  # (minute, source, type)
         groups: dict[str, list[int]] = {}
         if len(set(sources)) == 1:
             groups[sources[0]] = list(range(len(events)))
@@ -657,11 +668,7 @@ class DatabaseStorage(Storage):
         if blocks:
             conn.executemany(_BLOCK_INSERT, blocks)
         self._next_event_seq = first + len(events) - 1
-        conn.executemany(_EVENT_COUNT_UPSERT, [(*k, n) for k, n in counts.items()])
-        by_type: Counter[tuple[int, str]] = Counter()
-        for (bucket, _, kind), n in counts.items():
-            by_type[bucket, kind] += n
-        conn.executemany(_EVENT_TYPE_COUNT_UPSERT, [(*k, n) for k, n in by_type.items()])
+        _upsert_counts(conn, counts)
 
     def _merge_small_events(self) -> None:
         """Move a source's event rows into blocks once enough accumulated (at most
@@ -1070,11 +1077,16 @@ class DatabaseStorage(Storage):
             and (lo is None or (lo % MINUTE_NS == 0 and lo >= 0))
             and (hi is None or hi % MINUTE_NS == 0)
         )
-        if aligned:
-            # Without a source, the counts kept per minute and type: a day is 1,440 rows
-            # per type, however many sources there are.
-            by_type = source is None and "source" not in keys
-            table = "event_type_counts" if by_type else "event_counts"
+        # The counts are kept per minute and type, and per minute and source: a day is
+        # 1,440 rows per type (or source), however many sources (or types) there are.
+        # A question about both at once is answered from the events themselves.
+        table = None
+        if aligned and source is None and "source" not in keys:
+            table = "event_type_counts"
+        elif aligned and kind is None and "event_type" not in keys:
+            table = "event_source_counts"
+        if table is not None:
+            by_type = table == "event_type_counts"
             where, args = _event_filters(source, kind, lo, hi, time_col="bucket_ns")
             group_cols = ", ".join(keys) or "''"  # a constant when nothing is grouped
             start_args: list[int] = []
@@ -1244,7 +1256,7 @@ class DatabaseStorage(Storage):
         conn = self._conn
         edge = cutoff - cutoff % MINUTE_NS
         conn.execute("DELETE FROM rollup_1m WHERE bucket_ns < ?", (edge,))
-        conn.execute("DELETE FROM event_counts WHERE bucket_ns < ?", (edge,))
+        conn.execute("DELETE FROM event_source_counts WHERE bucket_ns < ?", (edge,))
         conn.execute("DELETE FROM event_type_counts WHERE bucket_ns < ?", (edge,))
         if edge == cutoff:
             return
@@ -1263,7 +1275,7 @@ class DatabaseStorage(Storage):
                     _ROLLUP_UPSERT,
                     _minute_rollups(sid, [p[0] for p in points], [p[1] for p in points]),
                 )
-        conn.execute("DELETE FROM event_counts WHERE bucket_ns = ?", (edge,))
+        conn.execute("DELETE FROM event_source_counts WHERE bucket_ns = ?", (edge,))
         conn.execute("DELETE FROM event_type_counts WHERE bucket_ns = ?", (edge,))
         left = self._count_raw(
             ("source", "event_type"),
@@ -1273,12 +1285,7 @@ class DatabaseStorage(Storage):
             lo=edge,
             hi=edge + MINUTE_NS,
         )
-        conn.executemany(
-            _EVENT_COUNT_UPSERT, [(b, src, kind, n) for ((src, kind), b), n in left.items()]
-        )
-        conn.executemany(
-            _EVENT_TYPE_COUNT_UPSERT, [(b, kind, n) for ((_, kind), b), n in left.items()]
-        )
+        _upsert_counts(conn, {(b, src, kind): n for ((src, kind), b), n in left.items()})
 
     def apply_retention(self, now_ns: int | None = None) -> int:
         """Apply ``retention`` and ``raw_retention`` now; return the records removed."""
@@ -1411,6 +1418,17 @@ def _first(p: tuple[int, float, str]) -> int:
 
 
 _KIND_VALUE: dict[EventType, str] = {kind: kind.value for kind in EventType}
+
+
+def _upsert_counts(conn: sqlite3.Connection, counts: Mapping[tuple[int, str, str], int]) -> None:
+    """Add (minute, source, type) -> n to the per-type and per-source minute counts."""
+    by_type: Counter[tuple[int, str]] = Counter()
+    by_source: Counter[tuple[int, str]] = Counter()
+    for (bucket, source, kind), n in counts.items():
+        by_type[bucket, kind] += n
+        by_source[bucket, source] += n
+    conn.executemany(_EVENT_TYPE_COUNT_UPSERT, [(*k, n) for k, n in by_type.items()])
+    conn.executemany(_EVENT_SOURCE_COUNT_UPSERT, [(*k, n) for k, n in by_source.items()])
 
 
 def _newest_key(item: tuple[int, int, Any]) -> tuple[int, int]:
