@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import msgspec
@@ -30,6 +30,7 @@ from telemetry.models import Event, EventType
 from telemetry.storage import _chunks
 
 __all__ = [
+    "ASCII_BIT",
     "KIND_CODES",
     "KIND_VALUES",
     "BlockRow",
@@ -41,6 +42,9 @@ __all__ = [
 
 KIND_CODES: dict[str, int] = {kind.value: code for code, kind in enumerate(EventType)}
 """Each event type's one-byte code in ``kinds`` (the enum's order; never reordered)."""
+ASCII_BIT = 1 << 8
+"""Set in a block's ``types`` when every message is ASCII: a search may then look for
+the word in the raw bytes, lower-cased, without decoding a single message."""
 KIND_VALUES: list[str] = [kind.value for kind in EventType]
 """The type value of each code."""
 _KINDS = list(EventType)
@@ -78,6 +82,8 @@ def encode_block(
     mask = 0
     for code in set(kinds):
         mask |= 1 << code
+    if "".join(messages).isascii():
+        mask |= ASCII_BIT
     return (
         source,
         min(times),
@@ -94,36 +100,46 @@ def encode_block(
     )
 
 
-@dataclass
 class DecodedBlock:
-    """A block's columns, decoded on demand: a query that filters by time and type never
-    inflates the messages, and metadata is parsed only for the events returned."""
+    """A block's columns, each decoded on first use: a search that finds no word in a
+    block decodes nothing else of it, a query that filters by time and type never
+    inflates the messages, and metadata is parsed only for blocks with results."""
 
-    source: str
-    times: Sequence[int]
-    seqs: Sequence[int]
-    kinds: bytes
-    _ids: bytes
-    _messages: bytes
-    _metadata: bytes
-    _ids_list: list[str] | None = None
-    _messages_list: list[str] | None = None
-    _metadata_list: list[dict[str, Any]] | None = None
-    end_ns: int = 0
+    def __init__(self, row: Sequence[Any], end_ns: int = 0) -> None:
+        types, self.source, self._times, self._seqs, self._kinds, self._ids = row[:6]
+        self._messages, self._metadata = row[6:8]
+        self.ascii = bool(types & ASCII_BIT)
+        self.end_ns = end_ns
 
-    @property
+    @cached_property
+    def times(self) -> Sequence[int]:
+        """The events' times (ns)."""
+        return _chunks.decode_times(self._times)
+
+    @cached_property
+    def seqs(self) -> Sequence[int]:
+        """The events' stored order (a later event has a larger seq)."""
+        return _chunks.decode_times(self._seqs)
+
+    @cached_property
+    def kinds(self) -> bytes:
+        """The events' type codes (:data:`KIND_CODES`), one byte each."""
+        return zlib.decompress(self._kinds)
+
+    @cached_property
     def ids(self) -> list[str]:
         """The events' ids."""
-        if self._ids_list is None:
-            self._ids_list = _chunks.decode_ids(self._ids)
-        return self._ids_list
+        return _chunks.decode_ids(self._ids)
 
-    @property
+    @cached_property
     def messages(self) -> list[str]:
         """The events' messages."""
-        if self._messages_list is None:
-            self._messages_list = _decode_messages(zlib.decompress(self._messages))
-        return self._messages_list
+        return _decode_messages(zlib.decompress(self._messages))
+
+    @cached_property
+    def metadata(self) -> list[dict[str, Any]]:
+        """The events' metadata (the whole block's, parsed at once)."""
+        return _decode_metadata(zlib.decompress(self._metadata))
 
     def event(self, i: int) -> Event:
         """The ``i``-th event of the block, whole."""
@@ -135,13 +151,6 @@ class DecodedBlock:
             self.times[i],
             self.ids[i],
         )
-
-    @property
-    def metadata(self) -> list[dict[str, Any]]:
-        """The events' metadata (the whole block's, parsed at once)."""
-        if self._metadata_list is None:
-            self._metadata_list = _decode_metadata(zlib.decompress(self._metadata))
-        return self._metadata_list
 
     def subset(self, positions: Sequence[int]) -> BlockRow:
         """A block row of the events at ``positions`` (retention keeps part of a block)."""
@@ -166,12 +175,20 @@ class DecodedBlock:
     ) -> Iterator[int]:
         """Positions of the events in ``[lo, hi)`` of one of the type ``codes``, whose
         case-folded message holds ``needle``."""
-        times, kinds = self.times, self.kinds
         messages: list[str] = []
         if needle:
+            if self.ascii:
+                # Case-folding ASCII text gives ASCII: a word with other letters cannot
+                # be in it, and an ASCII word can be looked for in the lower-cased bytes
+                # (C speed, no message decoded). Most blocks lack a rare word.
+                if not needle.isascii():
+                    return
+                if needle.encode() not in zlib.decompress(self._messages).lower():
+                    return
             messages = self.messages
             if needle not in "\x00".join(messages).casefold():
-                return  # the whole block at once: most blocks lack a rare word
+                return
+        times, kinds = self.times, self.kinds
         for i, t in enumerate(times):
             if (lo is not None and t < lo) or (hi is not None and t >= hi):
                 continue
@@ -182,15 +199,6 @@ class DecodedBlock:
             yield i
 
 
-def decode_block(row: Sequence[Any]) -> DecodedBlock:
-    """Decode a row read as (source, times, seqs, kinds, ids, messages, metadata)."""
-    source, times, seqs, kinds, ids, messages, metadata = row
-    return DecodedBlock(
-        source,
-        _chunks.decode_times(times),
-        _chunks.decode_times(seqs),
-        zlib.decompress(kinds),
-        ids,
-        messages,
-        metadata,
-    )
+def decode_block(row: Sequence[Any], end_ns: int = 0) -> DecodedBlock:
+    """A block read as (types, source, times, seqs, kinds, ids, messages, metadata)."""
+    return DecodedBlock(row, end_ns)

@@ -202,7 +202,7 @@ _BLOCK_INSERT = (
     "INSERT INTO event_blocks (source, start_ns, end_ns, last_seq, n, types, times, seqs, "
     "kinds, ids, messages, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_BLOCK_COLUMNS = "source, times, seqs, kinds, ids, messages, metadata"
+_BLOCK_COLUMNS = "types, source, times, seqs, kinds, ids, messages, metadata"
 # How each aggregate reads the minute rollups (``last``: SQLite takes the bare
 # column from the row holding the max(); ``rate`` divides by the bucket seconds).
 _ROLLUP_VALUE = {
@@ -983,21 +983,38 @@ class DatabaseStorage(Storage):
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
+        with self._snapshot() as conn:
+            rows = conn.execute(sql, args).fetchall()
+            candidates = self._block_candidates(source, kind, lo, hi)
         found: list[tuple[int, int, Any]] = [(t, q, row) for row in rows for t, q in [row[1:3]]]
         found += self._block_events(
-            source, kind, lo, hi, needle=search.casefold() if search else None, limit=limit
+            candidates, kind, lo, hi, needle=search.casefold() if search else None, limit=limit
         )
         found.sort(key=_newest_key, reverse=True)
         return list(_events_of(found[:limit]))
 
-    def _blocks(
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock, in one read transaction: the event rows and the
+        list of blocks read inside come from the same state, so an event moved from its
+        row into a block meanwhile (by this or another process) is seen once."""
+        with self._lock:
+            conn = self._conn
+            if conn.in_transaction:
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+
+    def _block_candidates(
         self, source: str | None, kind: str | None, lo: int | None, hi: int | None
-    ) -> Iterator[_eventblocks.DecodedBlock]:
-        """The event blocks that may hold events of ``source`` and ``kind`` in
-        ``[lo, hi)``, newest end first, decoded a page at a time (the lock is held per
-        page, not across the caller's work)."""
+    ) -> list[tuple[int, int]]:
+        """(id, end_ns) of the blocks that may hold events of ``source`` and ``kind`` in
+        ``[lo, hi)``, newest end first, from the indexes alone. Call inside
+        :meth:`_snapshot`, with the query of the rows."""
         where = ["1"]
         args: list[Any] = []
         if source is not None:
@@ -1013,24 +1030,32 @@ class DatabaseStorage(Storage):
             where.append("start_ns < ?")
             args.append(hi)
         sql = (
-            f"SELECT id, end_ns, {_BLOCK_COLUMNS} FROM event_blocks WHERE {' AND '.join(where)} "
-            "AND (end_ns < ? OR (end_ns = ? AND id < ?)) ORDER BY end_ns DESC, id DESC LIMIT 16"
+            f"SELECT id, end_ns FROM event_blocks WHERE {' AND '.join(where)} "
+            "ORDER BY end_ns DESC, id DESC"
         )
-        after = (2**63 - 1, 2**63 - 1, 2**63 - 1)
-        while True:
+        return self._conn.execute(sql, args).fetchall()
+
+    def _blocks(self, candidates: list[tuple[int, int]]) -> Iterator[_eventblocks.DecodedBlock]:
+        """The candidate blocks, their columns read a page at a time (the lock is held per
+        page, never across the caller's decoding). Blocks never change once written, so
+        reading them later is consistent; one deleted meanwhile (retention) is skipped."""
+        for first in range(0, len(candidates), 32):
+            page = candidates[first : first + 32]
+            marks = ",".join("?" * len(page))
             with self._lock:
-                page = self._conn.execute(sql, [*args, *after]).fetchall()
-            if not page:
-                return
-            for row in page:
-                after = (row[1], row[1], row[0])
-                block = _eventblocks.decode_block(row[2:])
-                block.end_ns = row[1]
-                yield block
+                rows = self._conn.execute(
+                    f"SELECT id, {_BLOCK_COLUMNS} FROM event_blocks WHERE id IN ({marks})",
+                    [bid for bid, _ in page],
+                ).fetchall()
+            by_id = {row[0]: row[1:] for row in rows}
+            for bid, end_ns in page:
+                row = by_id.get(bid)
+                if row is not None:
+                    yield _eventblocks.decode_block(row, end_ns)
 
     def _block_events(
         self,
-        source: str | None,
+        candidates: list[tuple[int, int]],
         kind: str | None,
         lo: int | None,
         hi: int | None,
@@ -1043,7 +1068,7 @@ class DatabaseStorage(Storage):
         ending before the oldest of them cannot hold a better one: the scan stops."""
         codes = None if kind is None else frozenset({_eventblocks.KIND_CODES[kind]})
         best: list[tuple[int, int, Any]] = []  # a min-heap of the newest found so far
-        for block in self._blocks(source, kind, lo, hi):
+        for block in self._blocks(candidates):
             if limit is not None and len(best) >= limit and block.end_ns < best[0][0]:
                 break
             times, seqs = block.times, block.seqs
@@ -1133,12 +1158,13 @@ class DatabaseStorage(Storage):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" GROUP BY b{cols}"
-        with self._lock:
-            rows = self._conn.execute(sql, [width, width, width, *args]).fetchall()
+        with self._snapshot() as conn:
+            rows = conn.execute(sql, [width, width, width, *args]).fetchall()
+            candidates = self._block_candidates(source, kind, lo, hi)
         cells = {(tuple(r[1:-1]), r[0]): int(r[-1]) for r in rows}
         codes = None if kind is None else frozenset({_eventblocks.KIND_CODES[kind]})
         names = _eventblocks.KIND_VALUES
-        for block in self._blocks(source, kind, lo, hi):
+        for block in self._blocks(candidates):
             times, kinds = block.times, block.kinds
             for i in block.matching(codes=codes, lo=lo, hi=hi, needle=None):
                 t = times[i]
@@ -1381,14 +1407,15 @@ class DatabaseStorage(Storage):
         while start <= span[1]:
             hi = start + window
             found: list[tuple[int, int, Any]] = []
-            with self._lock:
-                rows = self._conn.execute(
+            with self._snapshot() as conn:
+                rows = conn.execute(
                     "SELECT id, time_ns, seq, source, event_type, message, metadata FROM events "
                     "WHERE time_ns >= ? AND time_ns < ?",
                     (start, hi),
                 ).fetchall()
+                candidates = self._block_candidates(None, None, start, hi)
             found += [(row[1], row[2], row) for row in rows]
-            found += self._block_events(None, None, start, hi, needle=None, limit=None)
+            found += self._block_events(candidates, None, start, hi, needle=None, limit=None)
             found.sort(key=_newest_key)
             yield from _events_of(found)
             start = hi
