@@ -3,11 +3,14 @@
 1. Sustained ingest: a load process posts batches of 1,000 events from 4
    concurrent clients for --duration seconds (default 60) into a fresh
    server storing into the embedded database. Reported: events/s (accepted
-   = stored, since 202 means stored), the server's CPU use and RSS at the
-   start, peak and end (flat memory means the end is close to the start).
-2. Live latency: an SSE client is connected; single events are posted one at
-   a time and the time from sending the POST to the event arriving on the SSE
-   stream is recorded (realtime mode), idle and under the ingest load.
+   = stored, since 202 means stored), events stored per second of the server's
+   own CPU time (user + system, from /proc, over the loaded window), the
+   server's RSS at the start, peak and end (flat memory means the end is close
+   to the start), and at the end the events counted in storage against those
+   acknowledged.
+2. Live latency: an SSE client is connected; a probe event is posted every
+   200 ms and the time from sending the POST to the event arriving on the SSE
+   stream is recorded (realtime mode), idle and during the ingest load of (1).
 
 Run:  ./dev bench server            (60 s of load)
       ./dev bench server --quick    (10 s)
@@ -81,8 +84,9 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * (len(values) - 1)))]
 
 
-def sse_latency(url: str, samples: int) -> list[float]:
-    """Seconds from POST to SSE arrival for ``samples`` single events."""
+def sse_latency(url: str, samples: int, every: float = 0.2) -> list[float]:
+    """Seconds from POST to SSE arrival for ``samples`` single events, one per ``every``
+    seconds."""
     arrived: dict[str, float] = {}
     ready = threading.Event()
     done = threading.Event()
@@ -112,7 +116,7 @@ def sse_latency(url: str, samples: int) -> list[float]:
             deadline = time.monotonic() + 5
             while marker not in arrived and time.monotonic() < deadline:
                 time.sleep(0.0005)
-            time.sleep(0.02)
+            time.sleep(max(0.0, every - (time.perf_counter() - sent[marker])))
     done.set()
     return sorted(arrived[m] - sent[m] for m in sent if m in arrived)
 
@@ -149,7 +153,7 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.05)
-            idle = sse_latency(url, 100)
+            idle = sse_latency(url, 50)
             cpu0, rss0 = proc_stats(server.pid)
             load = subprocess.Popen(
                 [
@@ -172,6 +176,13 @@ def main() -> None:
                 daemon=True,
             )
             reader.start()
+            # The probe runs during the load itself: one event every 200 ms.
+            busy: list[float] = []
+            prober = threading.Thread(
+                target=lambda: busy.extend(sse_latency(url, int((duration - 4) / 0.2))),
+                daemon=True,
+            )
+            prober.start()
             peak = rss0
             rss_trace = []
             while load.poll() is None:
@@ -183,13 +194,15 @@ def main() -> None:
             out = report[0]
             cpu1, rss1 = proc_stats(server.pid)
             result = json.loads(out)
-            loaded_probe = subprocess.Popen(
-                [sys.executable, "-c", LOAD, str(port), "8", str(args.batch), str(args.clients)],
-                stdout=subprocess.DEVNULL,
+            prober.join(30)
+            counts = httpx.get(
+                url + "/api/v1/events/counts",
+                params={"bucket": "1d", "since": "-1d"},
+                timeout=60,
             )
-            time.sleep(1)
-            busy = sse_latency(url, 60)
-            loaded_probe.wait()
+            stored = sum(
+                b["count"] for g in counts.json().get("groups", []) for b in g.get("buckets", [])
+            )
         finally:
             server.terminate()
             server.wait(60)
@@ -203,6 +216,12 @@ def main() -> None:
     print("| measure | value |")
     print("|---|---|")
     print(f"| events/s ingested (202 = stored) | {rate:,.0f} |")
+    cpu_s = cpu1 - cpu0
+    print(f"| events stored per server CPU-second | {result['events'] / cpu_s:,.0f} |")
+    print(
+        f"| acknowledged / counted in storage at the end | {result['events']:,} / "
+        f"{stored - len(idle) - len(busy):,} (less the {len(idle) + len(busy)} probes) |"
+    )
     p50, p99 = pct(latency_ms, 0.5), pct(latency_ms, 0.99)
     print(f"| request latency p50 / p99 | {p50:.1f} / {p99:.1f} ms |")
     print(f"| server CPU | {(cpu1 - cpu0) / result['seconds'] * 100:.0f} % of one core |")
