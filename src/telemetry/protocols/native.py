@@ -284,8 +284,12 @@ class WireDecoder:
     def _convert(
         self, kind: str, wires: list[Any], prefix: str, partial: bool
     ) -> tuple[list[Any], list[dict[str, Any]]]:
-        convert = self._event_of if kind == "events" else self._metric_of
         now = time.time_ns()
+        if kind == "events":
+            fast = self._events_at_once(wires, now)
+            if fast is not None:
+                return fast, []
+        convert = self._event_of if kind == "events" else self._metric_of
         out: list[Any] = []
         rejected: list[dict[str, Any]] = []
         for i, wire in enumerate(wires):
@@ -300,6 +304,72 @@ class WireDecoder:
         return out, rejected
 
     # --- records ---------------------------------------------------------------
+
+    def _events_at_once(self, wires: list[Any], now: int) -> list[Event] | None:
+        """Every event of a request checked by batch-wide tests (one regex over all the
+        messages, each distinct source once, the metadata encoded once), or None when
+        any test fails: the record-by-record path then finds and names the culprit.
+
+        The ingest hot path: the record-by-record checks cost ~2 us per event, these
+        under one. They are exact: a batch passes here only if every record would pass
+        :meth:`_event_of`."""
+        lim = self.limits
+        types = _EVENT_TYPES
+        kinds = []
+        messages = []
+        metadata = []
+        sources = set()
+        for w in wires:
+            if not isinstance(w, WireEvent):
+                return None
+            if w.type is not None and w.event_type is not None and w.type != w.event_type:
+                return None
+            kind = types.get(w.type or w.event_type or "info")
+            if kind is None:
+                return None  # (the slow path also takes upper-case names)
+            kinds.append(kind)
+            messages.append(w.message)
+            sources.add(w.source)
+            if w.metadata:
+                metadata.append(w.metadata)
+        for source in sources:
+            if not source or len(source) > lim.max_name_length or _ANY_CONTROL.search(source):
+                return None
+        if messages and (
+            max(map(len, messages)) > lim.max_message_length
+            or _CONTROL.search("\n".join(messages))  # "\n" is allowed in a message
+        ):
+            return None
+        if metadata:
+            encoded = _encode(metadata)
+            # The whole list within the limit means each record is; else each is encoded
+            # (map, len and max loop in C).
+            if len(encoded) > lim.max_metadata_bytes and (
+                max(map(len, map(_encode, metadata))) > lim.max_metadata_bytes
+            ):
+                return None
+            # One "{" per record and only the list's own "[" means nothing nests (a brace
+            # inside a string only sends the batch the slow way).
+            if (encoded.count(b"{") != len(metadata) or encoded.count(b"[") != 1) and any(
+                _deeper_than(m, MAX_DEPTH) for m in metadata
+            ):
+                return None
+        try:
+            return [
+                Event(
+                    w.source,
+                    w.message,
+                    kind,
+                    w.metadata,
+                    now
+                    if w.time_ns is None and w.timestamp is None
+                    else _time(w.timestamp, w.time_ns, "$", now),
+                    new_id() if w.id is None else _check_id(w.id, "$") or new_id(),
+                )
+                for w, kind in zip(wires, kinds, strict=True)
+            ]
+        except RequestError:
+            return None
 
     def _event_of(self, w: WireEvent, field: str, now: int) -> Event:
         lim = self.limits
