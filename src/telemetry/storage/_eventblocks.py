@@ -91,10 +91,10 @@ def encode_block(
         seqs[-1],
         len(times),
         mask,
-        _chunks.encode_times(times, compress=True),
-        _chunks.encode_times(seqs, compress=True),
+        _chunks.encode_times(times, compress=True, level=_LEVEL),
+        _chunks.encode_times(seqs, compress=True, level=_LEVEL),
         zlib.compress(kinds, _LEVEL),
-        _chunks.encode_ids(ids, compress=True),
+        _chunks.encode_ids(ids, compress=True, level=_LEVEL),
         zlib.compress(_encode_list(messages), _LEVEL),
         zlib.compress(metadata, _LEVEL),
     )

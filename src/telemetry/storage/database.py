@@ -71,7 +71,8 @@ SCHEMA_VERSION = 3
 SMALL_CHUNK = 1024  # chunks under this many points are merged once enough accumulate
 MERGE_AT = 2048  # points in a series' small chunks that trigger a merge
 MAX_CHUNK = 16_384  # points in one merged chunk
-BLOCK_MIN = 256  # events of one source in a batch that go straight into a block
+BLOCK_MIN = 16  # events of one source in a batch that go straight into a block (measured:
+# a block beats rows from 8 events up, counting the later merge of the rows)
 EVENT_MERGE_AT = 1024  # a source's events in rows that are moved into blocks
 MAX_BLOCK = 8192  # events in one block
 
