@@ -271,6 +271,18 @@ class TestLiveBounds:
         assert stats["window_bytes"] <= 1_000_000
         assert 0 < stats["window"] <= 16
 
+    def test_the_resume_window_keeps_exactly_the_newest_records(self) -> None:
+        """Batches of 4 into a window of 10: the 10 newest records, whatever the batch
+        boundaries, and a resume from any of them gets the ones after it, in order."""
+        hub = LiveHub(window=10, window_bytes=10**9)
+        events = [Event("s", f"m{i}", EventType.INFO, {}, i, f"id-{i}") for i in range(23)]
+        for start in range(0, 23, 4):
+            hub._fanout([("event", e, record_size("event", e)) for e in events[start : start + 4]])
+        assert hub.stats()["window"] == 10
+        assert [item[1].id for item in hub._since("id-13")] == [f"id-{i}" for i in range(14, 23)]
+        assert [item[1].id for item in hub._since("id-20")] == ["id-21", "id-22"]
+        assert list(hub._since("id-12")) == []  # forgotten: the 10 newest are 13 to 22
+
     def test_many_stalled_clients_are_cut_and_hold_nothing(self) -> None:
         """200 clients that never read: each is cut at its bound; the hub ends up holding none."""
         hub = LiveHub(max_queue=1_000, max_queue_bytes=4_000_000)

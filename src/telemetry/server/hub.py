@@ -233,7 +233,10 @@ class LiveHub:
         self.clients: set[Client] = set()
         self.disconnected_slow = 0
         self.stalled = 0  # readers whose connection was closed for not reading
-        self._recent: deque[Item] = deque()
+        # The window, kept batch by batch with each batch's bytes: remembering a batch
+        # and forgetting the oldest cost one step each, not one per record.
+        self._recent: deque[tuple[list[Item], int]] = deque()
+        self._recent_count = 0
         self._recent_bytes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -250,13 +253,16 @@ class LiveHub:
         items: list[Item] = [("event", e, record_size("event", e)) for e in batch.events]
         items += [("metric", m, record_size("metric", m)) for m in batch.metrics]
         if items:
+            size = sum([item[2] for item in items])
             try:
-                loop.call_soon_threadsafe(self._fanout, items)
+                loop.call_soon_threadsafe(self._fanout, items, size)
             except RuntimeError:  # the loop closed meanwhile (shutdown)
                 return
 
-    def _fanout(self, items: list[Item]) -> None:
-        self._remember(items)
+    def _fanout(self, items: list[Item], size: int | None = None) -> None:
+        """On the event loop: remember the batch, offer it to every client. ``size`` is
+        the items' bytes, when :meth:`publish` summed them already."""
+        self._remember(items, sum(item[2] for item in items) if size is None else size)
         if not self.clients:
             return
         by_kind: dict[str, list[Item]] = {
@@ -269,12 +275,37 @@ class LiveHub:
                 self.clients.discard(client)
                 self.disconnected_slow += 1
 
-    def _remember(self, items: list[Item]) -> None:
+    def _remember(self, items: list[Item], size: int) -> None:
+        """Keep ``items`` in the window; forget the oldest records past its bounds (whole
+        batches at once, and the oldest remaining batch trimmed at its front)."""
         recent = self._recent
-        recent.extend(items)
-        self._recent_bytes += sum(item[2] for item in items)
-        while recent and (len(recent) > self.window or self._recent_bytes > self.window_bytes):
-            self._recent_bytes -= recent.popleft()[2]
+        recent.append((items, size))
+        self._recent_count += len(items)
+        self._recent_bytes += size
+        while recent and (
+            self._recent_count > self.window or self._recent_bytes > self.window_bytes
+        ):
+            oldest, oldest_bytes = recent[0]
+            if (
+                self._recent_count - len(oldest) > self.window
+                or self._recent_bytes - oldest_bytes > self.window_bytes
+            ):  # still over without any of it: all of it goes
+                recent.popleft()
+                self._recent_count -= len(oldest)
+                self._recent_bytes -= oldest_bytes
+                continue
+            drop = 0  # part of it: record by record from its front, as far as needed
+            while drop < len(oldest) and (
+                self._recent_count > self.window or self._recent_bytes > self.window_bytes
+            ):
+                self._recent_count -= 1
+                self._recent_bytes -= oldest[drop][2]
+                oldest_bytes -= oldest[drop][2]
+                drop += 1
+            if drop == len(oldest):
+                recent.popleft()
+            else:
+                recent[0] = (oldest[drop:], oldest_bytes)
 
     def connect(
         self, filters: Filters, *, last_event_id: str | None = None, sample: bool = False
@@ -287,7 +318,7 @@ class LiveHub:
         return client
 
     def _since(self, record_id: str) -> Iterable[Item]:
-        recent = list(self._recent)
+        recent = [item for items, _ in self._recent for item in items]
         for index in range(len(recent) - 1, -1, -1):
             if recent[index][1].id == record_id:
                 return recent[index + 1 :]
@@ -308,7 +339,7 @@ class LiveHub:
             "clients": len(self.clients),
             "queued": sum(len(c.queue) for c in self.clients),
             "queued_bytes": sum(c.queued_bytes for c in self.clients),
-            "window": len(self._recent),
+            "window": self._recent_count,
             "window_bytes": self._recent_bytes,
             "disconnected_slow": self.disconnected_slow,
             "stalled": self.stalled,
