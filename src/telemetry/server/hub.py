@@ -45,21 +45,19 @@ SEND_BYTES = 256 * 1024
 def record_size(kind: str, record: Event | Metric) -> int:
     """An estimate of the record's size as JSON, in characters: what the bounds count.
 
-    Strings count their length; nested metadata is encoded to be measured (only
-    then: flat metadata costs a few ``len`` calls).
+    Strings count their length; an event's metadata is encoded to be measured (one C
+    call: cheaper than walking it in Python).
     """
     if kind == "event":
         event: Event = record  # type: ignore[assignment]
-        size = len(event.message) + len(event.source) + _OVERHEAD
-        for key, value in event.metadata.items():
-            size += len(key) + 6
-            if isinstance(value, str):
-                size += len(value)
-            elif isinstance(value, dict | list):
-                size += len(_encode(value))
-            else:
-                size += 24
-        return size
+        # Metadata measured by encoding it: one C call, cheaper than walking it here.
+        metadata = event.metadata
+        return (
+            len(event.message)
+            + len(event.source)
+            + _OVERHEAD
+            + (len(_encode(metadata)) if metadata else 0)
+        )
     metric: Metric = record  # type: ignore[assignment]
     size = len(metric.name) + len(metric.unit) + _OVERHEAD
     for key, value in metric.tags.items():
