@@ -14,8 +14,10 @@ from ``Last-Event-ID``.
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import TypedDict
 
 import msgspec
@@ -292,18 +294,21 @@ class LiveHub:
                 self._recent_count -= len(oldest)
                 self._recent_bytes -= oldest_bytes
                 continue
-            drop = 0  # part of it: record by record from its front, as far as needed
-            while drop < len(oldest) and (
-                self._recent_count > self.window or self._recent_bytes > self.window_bytes
-            ):
-                self._recent_count -= 1
-                self._recent_bytes -= oldest[drop][2]
-                oldest_bytes -= oldest[drop][2]
-                drop += 1
+            # Part of it: as many from its front as the bounds need, found with running
+            # sums (C loops) rather than record by record.
+            drop = max(0, self._recent_count - self.window)
+            sizes = list(accumulate(item[2] for item in oldest))
+            excess = self._recent_bytes - self.window_bytes
+            if excess > 0:
+                drop = max(drop, bisect_left(sizes, excess) + 1)
+            drop = min(drop, len(oldest))
+            dropped_bytes = sizes[drop - 1] if drop else 0
+            self._recent_count -= drop
+            self._recent_bytes -= dropped_bytes
             if drop == len(oldest):
                 recent.popleft()
             else:
-                recent[0] = (oldest[drop:], oldest_bytes)
+                recent[0] = (oldest[drop:], oldest_bytes - dropped_bytes)
 
     def connect(
         self, filters: Filters, *, last_event_id: str | None = None, sample: bool = False
