@@ -332,11 +332,52 @@ def main() -> None:
             print(f"done: {engine.name}", file=sys.stderr)
         plain, rimp = spent
         print(f"events: RIMP / plain SQLite = {plain / rimp:.2f}x", file=sys.stderr)
+        irregular_rows = irregular(Path(tmp), 1_000_000 // scale)
     cols = list(next(iter(results.values())))
     print("\n| engine | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for name, row in results.items():
         print(f"| {name} | " + " | ".join(row[c] for c in cols) + " |")
+    print("\nIrregular points (10 series, ~10 s apart at random instants, log-normal values):\n")
+    print("| times | RIMP bytes/point | plain SQLite bytes/point | points/s RIMP / plain |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(irregular_rows))
+
+
+def irregular(tmp: Path, total: int) -> list[str]:
+    """Bytes per point and ingest on irregular data: 10 series, a point every ~10 s at a
+    random instant inside its interval (not a cadence), log-normal values rounded to two
+    decimals; with times in whole milliseconds (what most clients send) and in ns."""
+    rows = []
+    for label, unit in (("ms times", 1_000_000), ("ns times", 1)):
+        rng = random.Random(3)
+        per = total // 10
+        step = 10 * 1_000_000_000
+        points = [
+            Metric(
+                "latency",
+                round(rng.lognormvariate(3, 0.6), 2),
+                "ms",
+                {"host": f"h{s}"},
+                T0 + i * step + rng.randrange(step // unit) * unit,
+                new_id(),
+            )
+            for i in range(per)
+            for s in range(10)
+        ]
+        rates = {}
+        sizes = {}
+        for make in ENGINES:
+            engine = make(tmp / f"irregular-{unit}-{make.__name__}.db")
+            rates[engine.name] = ingest(engine, points, 10_000)
+            sizes[engine.name] = engine.metric_bytes() / len(points)
+            engine.close()
+        plain, rimp = (rates[e] for e in ("plain SQLite", "RIMP DatabaseStorage"))
+        rows.append(
+            f"| {label} | {sizes['RIMP DatabaseStorage']:.2f} | {sizes['plain SQLite']:.2f} | "
+            f"{rimp:,.0f} / {plain:,.0f} ({rimp / plain:.2f}x) |"
+        )
+    return rows
 
 
 if __name__ == "__main__":

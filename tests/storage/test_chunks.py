@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import struct
 from collections.abc import Sequence
 
@@ -102,6 +103,31 @@ class TestTimes:
         """Ascending ns times decode to themselves with either codec."""
         times.sort()
         assert list(decode_times(encode_times(times, compress=compress))) == times
+
+    @given(st.lists(st.integers(min_value=0, max_value=2**40), min_size=2, max_size=300),
+           st.sampled_from([1_000, 1_000_000, 7]), st.booleans())  # fmt: skip
+    def test_times_on_a_coarser_grid_round_trip_and_shrink(
+        self, ticks: list[int], unit: int, ordered: bool
+    ) -> None:
+        """Times in whole microseconds or milliseconds (any order) come back exactly,
+        through the divided-differences codec, the same bytes with or without numpy."""
+        times = [1_796_083_200_000_000_000 + t * unit for t in ticks]
+        if ordered:
+            times.sort()
+        blob = encode_times(times, compress=True)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_chunks, "HAVE_NUMPY", False)
+            assert encode_times(times, compress=True) == blob
+            assert list(decode_times(blob)) == times
+        assert list(decode_times(blob)) == times
+
+    def test_millisecond_times_take_two_bytes(self) -> None:
+        """Irregular millisecond times (a point every ~10 s) cost about 2 bytes each."""
+        rng = random.Random(1)
+        times = sorted(10**18 + i * 10**10 + rng.randrange(10**4) * 10**6 for i in range(10_000))
+        blob = encode_times(times, compress=True)
+        assert blob[:1] == b"G"
+        assert len(blob) / len(times) < 2.2
 
     def test_regular_times_compress_to_almost_nothing(self) -> None:
         """A point every second costs well under a byte per time once compressed."""
