@@ -58,8 +58,11 @@ def _storage_bytes(storage: Storage) -> int | None:
 
 
 _BUS_GAUGES = {
-    "connected": "1 while the node's NATS connection is up.",
-    "max_msg_bytes": "Largest message the node publishes (bigger batches are split).",
+    ("bus", "connected"): "1 while the node's NATS connection is up.",
+    ("bus", "max_msg_bytes"): "Largest message the node publishes (bigger batches are split).",
+    ("feed", "buffered"): "Messages the live feed holds, fetched beyond the writers' ack floor.",
+    ("feed", "ack_floor"): "The writers' ack floor: every message up to it is stored.",
+    ("feed", "last_released"): "Stream sequence of the last batch shown to live clients.",
 }
 _BUS_PARTS = {
     "bus": "the node's publishing to JetStream",
@@ -74,8 +77,8 @@ def _bus_families(info: dict[str, dict[str, Any]], family: Any) -> None:
     for part, counters in info.items():
         for key, value in sorted(counters.items()):
             name = f"rimp_bus_{key}" if part == "bus" else f"rimp_bus_{part}_{key}"
-            if part == "bus" and key in _BUS_GAUGES:
-                family(name, "gauge", _BUS_GAUGES[key], [({}, float(value))])
+            if (part, key) in _BUS_GAUGES:
+                family(name, "gauge", _BUS_GAUGES[part, key], [({}, float(value))])
             else:
                 help_text = f"{key.replace('_', ' ').capitalize()}: {_BUS_PARTS[part]}."
                 family(f"{name}_total", "counter", help_text, [({}, float(value))])
