@@ -94,13 +94,16 @@ def by_id(rows: list[dict[str, object]]) -> list[dict[str, object]]:
 
 
 def fragmented(path: Path) -> None:
-    """Fill ``path`` with 2,500 events in 50 batches, then delete all but the newest 100."""
+    """Fill ``path`` with 2,500 events in 50 batches, then delete all but the newest 100.
+    The messages are random (events are stored compressed: repeated text would take no
+    room to free)."""
     with DatabaseStorage(path) as storage:
         for b in range(50):
             batch = [
-                Event("api", "x" * 200, EventType.INFO, {}, T0 + (b * 50 + i) * SECOND, new_id())
+                Event("api", os.urandom(100).hex(), EventType.INFO, {}, T0 + (b * 50 + i) * SECOND,
+                      new_id())
                 for i in range(50)
-            ]
+            ]  # fmt: skip
             storage.store(TelemetryData(batch, []))
         storage.delete_before(T0 + 2400 * SECOND)
 

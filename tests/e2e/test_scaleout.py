@@ -148,6 +148,10 @@ class TestTwoNodes:
                     assert client.post("/api/v1/events", json=records).status_code == 202
                     sent |= {r["id"] for r in records}
             stored = wait_stored(database, sent)
+            metrics = cb.get("/metrics").text
+            assert "rimp_bus_connected 1.0" in metrics
+            assert "# TYPE rimp_bus_feed_ack_floor gauge" in metrics
+            assert cb.get("/readyz").status_code == 200
         assert len(sent) == 10_001
         assert len(stored) == len(set(stored)) == 10_001, "an event was stored twice"
         assert set(stored) == sent

@@ -238,6 +238,9 @@ class LiveHub:
         self._recent: deque[tuple[list[Item], int]] = deque()
         self._recent_count = 0
         self._recent_bytes = 0
+        # Batches that left the window, freed by the stream's thread at its next publish:
+        # freeing thousands of records is work the event loop should not do.
+        self._forgotten: list[list[Item]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -249,6 +252,7 @@ class LiveHub:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        self._forgotten.clear()  # one C call under the GIL, here rather than on the loop
         # Sized here, on the stream's thread, so the event loop only adds numbers.
         items: list[Item] = [("event", e, record_size("event", e)) for e in batch.events]
         items += [("metric", m, record_size("metric", m)) for m in batch.metrics]
@@ -290,7 +294,7 @@ class LiveHub:
                 self._recent_count - len(oldest) > self.window
                 or self._recent_bytes - oldest_bytes > self.window_bytes
             ):  # still over without any of it: all of it goes
-                recent.popleft()
+                self._forgotten.append(recent.popleft()[0])
                 self._recent_count -= len(oldest)
                 self._recent_bytes -= oldest_bytes
                 continue
@@ -305,6 +309,7 @@ class LiveHub:
             dropped_bytes = sizes[drop - 1] if drop else 0
             self._recent_count -= drop
             self._recent_bytes -= dropped_bytes
+            self._forgotten.append(oldest)
             if drop == len(oldest):
                 recent.popleft()
             else:
