@@ -84,6 +84,10 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * (len(values) - 1)))]
 
 
+REFUSED: list[str] = []
+"""Probes the server refused (with --max-queue-delay, under load): reported, not timed."""
+
+
 def sse_latency(url: str, samples: int, every: float = 0.2) -> list[float]:
     """Seconds from POST to SSE arrival for ``samples`` single events, one per ``every``
     seconds."""
@@ -112,7 +116,12 @@ def sse_latency(url: str, samples: int, every: float = 0.2) -> list[float]:
         for i in range(samples):
             marker = f"probe {i}"
             sent[marker] = time.perf_counter()
-            client.post("/api/v1/events", json=[{"source": "probe", "message": marker}])
+            answer = client.post("/api/v1/events", json=[{"source": "probe", "message": marker}])
+            if answer.status_code != 202:  # refused (429): no latency to measure
+                REFUSED.append(marker)
+                del sent[marker]
+                time.sleep(every)
+                continue
             deadline = time.monotonic() + 5
             while marker not in arrived and time.monotonic() < deadline:
                 time.sleep(0.0005)
@@ -127,6 +136,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--max-queue-delay", type=float, default=None, help="passed to rimp serve (seconds)"
+    )
     args = parser.parse_args()
     duration = args.duration or (10.0 if args.quick else 60.0)
     port = free_port()
@@ -144,6 +156,7 @@ def main() -> None:
                 str(Path(tmp) / "data"),
                 "--log-level",
                 "warning",
+                *(["--max-queue-delay", str(args.max_queue_delay)] if args.max_queue_delay else []),
             ],
         )
         try:
@@ -211,7 +224,9 @@ def main() -> None:
     third = max(1, len(rss_trace) // 3)
     print(
         f"Python {platform.python_version()}, {os.cpu_count()} cores; server and load on the same "
-        f"machine; {args.clients} clients x batches of {args.batch}; {duration:.0f} s\n"
+        f"machine; {args.clients} clients x batches of {args.batch}; {duration:.0f} s"
+        + (f"; --max-queue-delay {args.max_queue_delay}" if args.max_queue_delay else "")
+        + "\n"
     )
     print("| measure | value |")
     print("|---|---|")
@@ -220,7 +235,7 @@ def main() -> None:
     print(f"| events stored per server CPU-second | {result['events'] / cpu_s:,.0f} |")
     print(
         f"| acknowledged / counted in storage at the end | {result['events']:,} / "
-        f"{stored - len(idle) - len(busy):,} (less the {len(idle) + len(busy)} probes) |"
+        f"{stored - len(idle) - len(busy):,} (less the {len(idle) + len(busy)} probes stored) |"
     )
     p50, p99 = pct(latency_ms, 0.5), pct(latency_ms, 0.99)
     print(f"| request latency p50 / p99 | {p50:.1f} / {p99:.1f} ms |")
@@ -234,6 +249,7 @@ def main() -> None:
         f"{statistics.mean(rss_trace[:third]) / 2**20:.0f} / "
         f"{statistics.mean(rss_trace[-third:]) / 2**20:.0f} MiB |"
     )
+    print(f"| probes refused with 429 (not timed) | {len(REFUSED)} |")
     for label, values in (("idle", idle), ("under load", busy)):
         ms = [x * 1000 for x in values]
         if ms:

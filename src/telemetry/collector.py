@@ -158,6 +158,8 @@ class TelemetryCollector:
         self._flushed = 0
         self._storage_errors = 0
         self._failures_in_a_row = 0
+        self._store_cost = 0.0  # seconds per record stored, a moving average
+        self._storing = 0  # records in the storage write under way
         self._stop_deadline = 0.0
         self._instrument_points = 0
         self._consumer_errors = 0
@@ -558,11 +560,18 @@ class TelemetryCollector:
         unstored = self._unstored
         return sum(len(b) for b, _ in list(unstored)) if unstored else 0
 
+    def queue_delay(self, records: int) -> float:
+        """Seconds the storage would take to store ``records`` at its recent pace (0 until
+        a first batch was stored)."""
+        return records * self._store_cost
+
     def pending(self) -> int:
-        """Records accepted but not yet stored: buffered, submitted and awaiting retry."""
+        """Records accepted but not yet stored: buffered, submitted, being written and
+        awaiting retry."""
         submitted = sum(len(d) for d, _ in list(self._submitted))
         unstored = sum(len(b) for b, _ in list(self._unstored))
-        return len(self._events) + len(self._metrics) + submitted + unstored
+        waiting = len(self._events) + len(self._metrics) + submitted + unstored
+        return waiting + self._storing
 
     def _pump_once(self, with_instruments: bool) -> None:
         while self._to_fold:
@@ -588,17 +597,25 @@ class TelemetryCollector:
                 route.fanout(batch)
 
     def _store(self, storage: Storage, batch: TelemetryData, acks: list[Ack]) -> bool:
+        started = time.perf_counter()
+        self._storing = len(batch)
         try:
             storage.store(batch)
         except Exception as exc:
+            self._storing = 0
             self._storage_errors += 1
             self._failures_in_a_row += 1
             if self._storage_errors == 1 or self._storage_errors % 100 == 0:
                 _log.error("telemetry: storage write failed (will retry): %s", exc)
             self._keep_unstored(batch, acks)
             return False
+        self._storing = 0
         self._failures_in_a_row = 0
         self._flushed += len(batch)
+        # What storing one record costs lately (a moving average over batches): the
+        # server bounds its queue by the time it would take to store (queue_delay).
+        cost = (time.perf_counter() - started) / max(len(batch), 1)
+        self._store_cost = cost if not self._store_cost else 0.8 * self._store_cost + 0.2 * cost
         _acknowledge(acks, True)
         return True
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from telemetry.testing import GatedStorage
 from tests.helpers import (
     JSON,
     NDJSON,
@@ -521,6 +523,36 @@ class TestPendingBound:
         answer = c.post("/api/v1/events", json=[event(src) for _ in range(3)])
         assert answer.status_code == 202
         assert len(c.get("/api/v1/events", params={"source": src}).json()["events"]) == 3
+
+    def test_a_queue_bounded_in_time_refuses_what_would_wait_too_long(
+        self, make_app_server: Callable[..., AppServer]
+    ) -> None:
+        """With max_queue_delay, a request that would wait behind more storing than the
+        bound allows is answered 429 at once (counted as back-pressure); once the
+        storage catches up, requests are taken again."""
+        storage = GatedStorage()
+        storage.gate.set()
+        server = make_app_server(storage=storage, max_queue_delay=1e-9, ack_timeout=30.0)
+        c = server.client
+        src = unique("slow")
+        assert c.post("/api/v1/events", json=[event(src)] * 10).status_code == 202  # paced
+        storage.gate.clear()
+        storage.entered.clear()
+        first: list[int] = []
+        waiting = threading.Thread(
+            target=lambda: first.append(c.post("/api/v1/events", json=[event(src)]).status_code)
+        )
+        waiting.start()
+        assert storage.entered.wait(10)  # the first request's batch is being stored
+        refused = c.post("/api/v1/events", json=[event(src)] * 5)
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["retry-after"] == "1"
+        assert "to store" in error_of(refused, 429)["message"]
+        storage.gate.set()
+        waiting.join(30)
+        assert first == [202]
+        assert c.post("/api/v1/events", json=[event(src)]).status_code == 202
+        assert len(events_of(c, src)) == 12
 
 
 class TestStorageFailureIsolation:

@@ -90,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
         help="records accepted but not yet stored before ingest answers 429 (100,000)",
     )
     serve.add_argument(
+        "--max-queue-delay",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="also answer 429 when the records waiting would take longer than this to store "
+        "(off by default): bounds how long a record waits, so live feeds stay fresh under load",
+    )
+    serve.add_argument(
         "--allowed-host",
         action="append",
         default=[],

@@ -18,6 +18,10 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     from telemetry.errors import ConfigError
 
+    if args.max_queue_delay is not None and not args.max_queue_delay > 0:
+        print("rimp serve: --max-queue-delay: must be a number of seconds above 0",
+              file=sys.stderr)  # fmt: skip
+        return 2
     for flag, value in (("--header-timeout", args.header_timeout),
                         ("--ack-timeout", args.ack_timeout),
                         ("--statsd-flush-interval", args.statsd_flush_interval)):  # fmt: skip
@@ -45,6 +49,7 @@ def run_serve(args: argparse.Namespace) -> int:
         demo=args.demo,
         limits=limits,
         max_pending=args.max_pending,
+        max_queue_delay=args.max_queue_delay,
         log_level=args.log_level,
         allowed_hosts=args.allowed_host,
         header_timeout=args.header_timeout,

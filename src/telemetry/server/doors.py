@@ -323,6 +323,12 @@ async def _accept(state: ServerState, wire: Wire, body: bytes, key: str | None) 
         state.count_request(wire.door, 429)
         message = "more records are waiting for storage than the server holds; retry later"
         return 429, wire.error("too_many_pending", message, None), None
+    delay = state.settings.max_queue_delay
+    if delay is not None and pending and collector.queue_delay(pending + len(data)) > delay:
+        state.reject("backpressure", len(data))
+        state.count_request(wire.door, 429)
+        message = f"the records waiting would take over {delay:g} s to store; retry later"
+        return 429, wire.error("too_many_pending", message, None), None
     return await _submit(state, wire, decoded, key)
 
 

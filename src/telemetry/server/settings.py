@@ -27,6 +27,10 @@ class ServerSettings:
         tokens: bearer tokens and their scopes; ``None`` or empty leaves the server open.
         limits: per-request and per-record ingest limits.
         max_pending: records accepted but not yet stored before ingest answers 429.
+        max_queue_delay: seconds of storing the accepted records may take, at the storage's
+            recent pace, before ingest answers 429 (``None``: only ``max_pending``). Bounds
+            how long a new record waits behind the others: what the live feed's latency
+            under load is made of.
         ack_timeout: seconds an ingest request waits for its batch to be stored
             before answering 503 (the batch stays queued).
         idempotency_keys: most ``Idempotency-Key`` answers remembered.
@@ -64,6 +68,7 @@ class ServerSettings:
     tokens: Tokens | None = None
     limits: Limits = field(default_factory=Limits)
     max_pending: int = 100_000
+    max_queue_delay: float | None = None
     ack_timeout: float = 30.0
     idempotency_keys: int = 100_000
     idempotency_bytes: int = 32 * 2**20
@@ -109,6 +114,8 @@ class ServerSettings:
 
         if self.statsd_port is not None:
             check_int("statsd_port", self.statsd_port, minimum=0)
+        if self.max_queue_delay is not None:
+            check_seconds("max_queue_delay", self.max_queue_delay, positive=True)
         check_int("bus_writers", self.bus_writers, minimum=1)
         if self.role not in ("all", "ingest", "writer"):
             raise ConfigError(
