@@ -26,6 +26,7 @@ __all__ = [
     "check_limit",
     "check_tags",
     "count_event_buckets",
+    "counts_table",
     "event_type_value",
     "filter_events",
     "latest_series",
@@ -223,6 +224,33 @@ def reduce_values(agg: str, values: list[float], last: float, width_ns: int) -> 
     if agg == "last":
         return last
     return percentile(sorted(values), PERCENTILES[agg])
+
+
+def counts_table(
+    width: int,
+    lo: int | None,
+    hi: int | None,
+    *,
+    source: str | None,
+    kind: str | None,
+    keys: tuple[str, ...],
+) -> str | None:
+    """Which per-minute counts answer a ``count_events`` call, as the backends that keep
+    them name their tables: ``event_type_counts`` (per minute and type: no source filter,
+    not grouped by source), ``event_source_counts`` (per minute and source: no type filter,
+    not grouped by type), or None when the events themselves must be counted (buckets or
+    window ends not on whole minutes, or a question about both at once)."""
+    minute = 60_000_000_000
+    aligned = (
+        width % minute == 0
+        and (lo is None or (lo % minute == 0 and lo >= 0))
+        and (hi is None or hi % minute == 0)
+    )
+    if aligned and source is None and "source" not in keys:
+        return "event_type_counts"
+    if aligned and kind is None and "event_type" not in keys:
+        return "event_source_counts"
+    return None
 
 
 def aggregate_columns(

@@ -1098,19 +1098,9 @@ class DatabaseStorage(Storage):
         lo, hi = _query.window(since, until)
         kind = _query.event_type_value(event_type)
         keys = _query.check_group_by(group_by, allowed=_query.EVENT_GROUP_KEYS)
-        aligned = (
-            width % MINUTE_NS == 0
-            and (lo is None or (lo % MINUTE_NS == 0 and lo >= 0))
-            and (hi is None or hi % MINUTE_NS == 0)
-        )
         # The counts are kept per minute and type, and per minute and source: a day is
         # 1,440 rows per type (or source), however many sources (or types) there are.
-        # A question about both at once is answered from the events themselves.
-        table = None
-        if aligned and source is None and "source" not in keys:
-            table = "event_type_counts"
-        elif aligned and kind is None and "event_type" not in keys:
-            table = "event_source_counts"
+        table = _query.counts_table(width, lo, hi, source=source, kind=kind, keys=keys)
         if table is not None:
             by_type = table == "event_type_counts"
             where, args = _event_filters(source, kind, lo, hi, time_col="bucket_ns")

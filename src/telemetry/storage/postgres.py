@@ -671,18 +671,12 @@ class PostgresStorage(Storage):
         lo, hi = _query.window(since, until)
         kind = _query.event_type_value(event_type)
         keys = _query.check_group_by(group_by, allowed=_query.EVENT_GROUP_KEYS)
-        aligned = (
-            width % MINUTE_NS == 0
-            and (lo is None or lo % MINUTE_NS == 0)
-            and (hi is None or hi % MINUTE_NS == 0)
-        )
         # Counts are kept per minute and type, and per minute and source (as in the
         # embedded database): a question about both at once reads the events.
         table, col, count = "events", "time_ns", "count(*)"
-        if aligned and source is None and "source" not in keys:
-            table, col, count = "event_type_counts", "bucket_ns", "sum(count)"
-        elif aligned and kind is None and "event_type" not in keys:
-            table, col, count = "event_source_counts", "bucket_ns", "sum(count)"
+        counts = _query.counts_table(width, lo, hi, source=source, kind=kind, keys=keys)
+        if counts is not None:
+            table, col, count = counts, "bucket_ns", "sum(count)"
         where, args = _event_filters(source, kind, lo, hi, time_col=col)
         cols = "".join(f", {k}" for k in keys)
         start = f"({col} - (({col} %% %(w)s) + %(w)s) %% %(w)s)"
