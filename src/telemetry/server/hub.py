@@ -67,6 +67,17 @@ def record_size(kind: str, record: Event | Metric) -> int:
     return size
 
 
+def _event_items(events: list[Event]) -> list[Item]:
+    """Hub items of a batch's events. The batch's metadata is measured in one C call and
+    shared out evenly: the batch's total is right to a byte per record (what the window and
+    the queues add up), a record's own share is an estimate. Measuring each record's
+    metadata on its own cost ~0.3 us per event; this costs a few tens of ns."""
+    if not events:
+        return []
+    base = _OVERHEAD + len(_encode([e.metadata for e in events])) // len(events)
+    return [("event", e, base + len(e.message) + len(e.source)) for e in events]
+
+
 class Filters(msgspec.Struct, frozen=True):
     """What a client wants: record kind, event sources and types, metric names."""
 
@@ -254,7 +265,7 @@ class LiveHub:
             return
         self._forgotten.clear()  # one C call under the GIL, here rather than on the loop
         # Sized here, on the stream's thread, so the event loop only adds numbers.
-        items: list[Item] = [("event", e, record_size("event", e)) for e in batch.events]
+        items = _event_items(batch.events)
         items += [("metric", m, record_size("metric", m)) for m in batch.metrics]
         if items:
             size = sum([item[2] for item in items])
