@@ -22,10 +22,7 @@ from telemetry.errors import StorageError
 from telemetry.models import TelemetryData
 from telemetry.storage import Storage
 
-__all__ = ["ROLES", "BusNode", "BusSink", "batch_id", "check_bus"]
-
-ROLES = ("all", "ingest", "writer")
-"""``--role``: ``ingest`` nodes accept batches, ``writer`` nodes store them, ``all`` both."""
+__all__ = ["BusNode", "BusSink", "batch_id", "check_bus"]
 
 _log = logging.getLogger("telemetry.server.bus")
 
@@ -52,7 +49,6 @@ class BusSink(Storage):
         self.bus = bus
         self.loop = loop
         self.timeout = timeout
-        self.published = 0
 
     def __repr__(self) -> str:
         return f"BusSink({self.bus.settings.stream!r})"
@@ -77,7 +73,6 @@ class BusSink(Storage):
         except (BusError, TimeoutError) as exc:
             future.cancel()
             raise StorageError(f"the bus did not take the batch: {exc}") from exc
-        self.published += len(data)
 
 
 class BusNode:
