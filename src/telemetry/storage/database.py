@@ -510,6 +510,29 @@ class DatabaseStorage(Storage):
         series.by_fast_key[fast_key] = sid
         return sid
 
+    @contextlib.contextmanager
+    def _immediate(
+        self, failure: str, *, counted: bool = True, undo: Callable[[], None] | None = None
+    ) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the block ends, rolled back (then ``undo``)
+        when it raises. A SQLite error becomes StorageError ``"<label>: <failure>: ..."``,
+        counted in ``write_errors`` unless the caller counts it itself."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                if undo is not None:
+                    undo()
+                raise
+        except sqlite3.Error as exc:
+            if counted:
+                self._write_errors += 1
+            raise StorageError(f"{self._label}: {failure}: {exc}") from exc
+
     def store(self, data: TelemetryData) -> None:
         """Write a batch in one transaction; durable on return (WAL, ``synchronous=NORMAL``).
 
@@ -523,21 +546,10 @@ class DatabaseStorage(Storage):
             if self._closed:
                 raise StorageError(f"{self._label}: closed")
             self._claim_writer()
-            conn = self._conn
             self._pending_small = {}
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    merged = self._write(data)
-                    conn.execute("COMMIT")
-                    self._event_seq = self._next_event_seq
-                except BaseException:
-                    _rollback(conn)
-                    self._forget_uncommitted_series()
-                    raise
-            except sqlite3.Error as exc:
-                self._write_errors += 1
-                raise StorageError(f"{self._label}: write failed: {exc}") from exc
+            with self._immediate("write failed", undo=self._forget_uncommitted_series):
+                merged = self._write(data)
+            self._event_seq = self._next_event_seq
             for sid, points in merged.items():
                 self._small[sid] = self._small.get(sid, 0) + points
             for source, n in self._pending_small.items():
@@ -677,29 +689,20 @@ class DatabaseStorage(Storage):
         due = [src for src, n in self._small_events.items() if n >= EVENT_MERGE_AT]
         if not due:
             return
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for source in due:
-                    rows = conn.execute(
-                        "SELECT time_ns, seq, id, event_type, message, metadata FROM events "
-                        "WHERE source = ? ORDER BY seq LIMIT ?",
-                        (source, 16 * MAX_BLOCK),
-                    ).fetchall()
-                    if rows:
-                        conn.executemany(_BLOCK_INSERT, _blocks_of_rows(source, rows))
-                        conn.execute(
-                            "DELETE FROM events WHERE source = ? AND seq <= ?",
-                            (source, rows[-1][1]),
-                        )
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
-        except sqlite3.Error as exc:
-            # The events are safe in their rows; merging is retried next time.
-            raise StorageError(f"{self._label}: merging events failed: {exc}") from exc
+        # On failure the events are safe in their rows; merging is retried next time.
+        with self._immediate("merging events failed", counted=False) as conn:
+            for source in due:
+                rows = conn.execute(
+                    "SELECT time_ns, seq, id, event_type, message, metadata FROM events "
+                    "WHERE source = ? ORDER BY seq LIMIT ?",
+                    (source, 16 * MAX_BLOCK),
+                ).fetchall()
+                if rows:
+                    conn.executemany(_BLOCK_INSERT, _blocks_of_rows(source, rows))
+                    conn.execute(
+                        "DELETE FROM events WHERE source = ? AND seq <= ?",
+                        (source, rows[-1][1]),
+                    )
         for source in due:
             left = conn.execute(
                 "SELECT count(*) FROM events WHERE source = ?", (source,)
@@ -711,43 +714,34 @@ class DatabaseStorage(Storage):
         due = [sid for sid, points in self._small.items() if points >= MERGE_AT]
         if not due:
             return
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for sid in due:
-                    rows = conn.execute(
-                        "SELECT id, times, vals, ids FROM chunks WHERE series_id = ? AND n < ? "
-                        "ORDER BY id",
-                        (sid, SMALL_CHUNK),
-                    ).fetchall()
-                    points: list[tuple[int, float, str]] = []
-                    for _, t_blob, v_blob, i_blob in rows:
-                        points.extend(
-                            zip(
-                                _chunks.decode_times(t_blob),
-                                _chunks.decode_values(v_blob),
-                                _chunks.decode_ids(i_blob),
-                                strict=True,
-                            )
+        # On failure the points are safe in their small chunks; merging is retried later.
+        with self._immediate("merging chunks failed", counted=False) as conn:
+            for sid in due:
+                rows = conn.execute(
+                    "SELECT id, times, vals, ids FROM chunks WHERE series_id = ? AND n < ? "
+                    "ORDER BY id",
+                    (sid, SMALL_CHUNK),
+                ).fetchall()
+                points: list[tuple[int, float, str]] = []
+                for _, t_blob, v_blob, i_blob in rows:
+                    points.extend(
+                        zip(
+                            _chunks.decode_times(t_blob),
+                            _chunks.decode_values(v_blob),
+                            _chunks.decode_ids(i_blob),
+                            strict=True,
                         )
-                    points.sort(key=_first)  # stable: equal times keep their stored order
-                    conn.executemany("DELETE FROM chunks WHERE id = ?", [(r[0],) for r in rows])
-                    conn.executemany(
-                        "INSERT INTO chunks (series_id, start_ns, end_ns, n, times, vals, ids) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            _chunk_row(sid, points[i : i + MAX_CHUNK])
-                            for i in range(0, len(points), MAX_CHUNK)
-                        ],
                     )
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
-        except sqlite3.Error as exc:
-            # The points are safe in their small chunks; merging is retried next time.
-            raise StorageError(f"{self._label}: merging chunks failed: {exc}") from exc
+                points.sort(key=_first)  # stable: equal times keep their stored order
+                conn.executemany("DELETE FROM chunks WHERE id = ?", [(r[0],) for r in rows])
+                conn.executemany(
+                    "INSERT INTO chunks (series_id, start_ns, end_ns, n, times, vals, ids) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        _chunk_row(sid, points[i : i + MAX_CHUNK])
+                        for i in range(0, len(points), MAX_CHUNK)
+                    ],
+                )
         for sid in due:
             self._small[sid] = 0
 
@@ -1193,25 +1187,14 @@ class DatabaseStorage(Storage):
     def _delete(self, cutoff: int, *, keep_rollups: bool) -> int:
         with self._lock:
             self._claim_writer()
-            conn = self._conn
-            removed = 0
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    removed += self._delete_points(cutoff)
-                    if not keep_rollups:
-                        removed += conn.execute(
-                            "DELETE FROM events WHERE time_ns < ?", (cutoff,)
-                        ).rowcount
-                        removed += self._delete_event_blocks(cutoff)
-                        self._trim_rollups(cutoff)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    _rollback(conn)
-                    raise
-            except sqlite3.Error as exc:
-                self._write_errors += 1
-                raise StorageError(f"{self._label}: delete failed: {exc}") from exc
+            with self._immediate("delete failed") as conn:
+                removed = self._delete_points(cutoff)
+                if not keep_rollups:
+                    removed += conn.execute(
+                        "DELETE FROM events WHERE time_ns < ?", (cutoff,)
+                    ).rowcount
+                    removed += self._delete_event_blocks(cutoff)
+                    self._trim_rollups(cutoff)
             self._small = {}
             self._load_series()
             self._small_events = dict(

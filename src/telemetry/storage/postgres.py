@@ -505,16 +505,10 @@ class PostgresStorage(Storage):
                 with self._connection(write=True) as conn, conn.transaction():
                     cur = conn.cursor()
                     if events:
-                        with cur.copy("COPY event_stage FROM STDIN (FORMAT BINARY)") as copy:
-                            copy.set_types(_EVENT_TYPES)
-                            for row in events:
-                                copy.write_row(row)
+                        _copy(cur, "event_stage", _EVENT_TYPES, events)
                         cur.execute(_MOVE_EVENTS)
                     if chunks:
-                        with cur.copy("COPY chunk_stage FROM STDIN (FORMAT BINARY)") as copy:
-                            copy.set_types(_CHUNK_TYPES)
-                            for row in chunks:
-                                copy.write_row(row)
+                        _copy(cur, "chunk_stage", _CHUNK_TYPES, chunks)
                         cur.execute(_MOVE_CHUNKS)
                     if receipts:
                         now = time.time_ns()
@@ -1010,6 +1004,16 @@ def _split_schema(url: str) -> tuple[str, str | None]:
     schemas = [v for k, v in query if k == "schema"]
     rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "schema"])
     return urllib.parse.urlunsplit(parts._replace(query=rest)), (schemas[-1] if schemas else None)
+
+
+def _copy(
+    cur: psycopg.Cursor[Any], table: str, types: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Binary COPY of ``rows`` into the staging ``table``."""
+    with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
 
 
 def _redacted(url: str) -> str:
