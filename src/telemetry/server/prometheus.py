@@ -14,7 +14,6 @@ evaluated by :mod:`telemetry.promql.engine` over the server's storage.
 from __future__ import annotations
 
 import math
-import re
 import time
 import urllib.parse
 from decimal import Decimal
@@ -30,6 +29,7 @@ from telemetry._jsonform import encode
 from telemetry._time import rfc3339_to_ns
 from telemetry._version import __version__
 from telemetry.errors import ValidationError
+from telemetry.promql.duration import parse_duration
 from telemetry.promql.engine import Evaluator, PromQLError, Result, parse
 from telemetry.server.state import ServerState
 
@@ -38,10 +38,6 @@ __all__ = ["MAX_POINTS", "routes"]
 MAX_POINTS = 11_000
 """Most steps a range query may have (Prometheus' own limit)."""
 _STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "internal": 500}
-_DURATION = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_DURATION_UNITS = (365 * 86_400, 7 * 86_400, 86_400, 3600, 60, 1, 0.001)
 
 
 def _success(data: Any) -> Response:
@@ -101,15 +97,12 @@ def _step(text: str | None) -> int:
         return round(float(text) * 1e9)
     except ValueError:
         pass
-    found = _DURATION.match(text)
-    if not found or not text:
+    ns = parse_duration(text)
+    if ns is None:
         raise PromQLError(
             "bad_data", f'invalid parameter "step": cannot parse "{text}" to a valid duration'
         )
-    seconds = sum(
-        int(g) * unit for g, unit in zip(found.groups(), _DURATION_UNITS, strict=True) if g
-    )
-    return round(seconds * 1e9)
+    return ns
 
 
 _SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
