@@ -598,6 +598,9 @@ def load_rules(paths: Sequence[str | Path], *, webhooks: Sequence[str] = ()) -> 
             route = rs.route
         receivers.update(rs.receivers)
     if webhooks:
+        bad = [u for u in webhooks if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise RulesError("--alert-webhook", f"{bad[0]!r} is not an http(s) URL")
         if "webhook" in receivers:
             raise RulesError("--alert-webhook", "a receiver named 'webhook' is already defined")
         receivers["webhook"] = Receiver("webhook", tuple(webhooks))

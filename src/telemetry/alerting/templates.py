@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Template", "TemplateError", "go_value"]
+__all__ = ["Template", "TemplateError", "go_exponent", "go_value"]
 
 
 class TemplateError(ValueError):
@@ -49,6 +49,28 @@ _FIELDS = {
 _CONTROL = {"if", "else", "end", "range", "with", "define", "template", "block", "break"}
 
 
+def _shortest(value: float) -> tuple[str, str, int]:
+    """(sign, the shortest round-tripping digits, the decimal exponent of the first)."""
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    text = "".join(map(str, digits))
+    return ("-" if sign else ""), text, len(text) - 1 + exponent
+
+
+def go_exponent(value: float) -> str:
+    """A float as Go's ``strconv.FormatFloat(v, 'e', -1, 64)`` writes it (``1.5e+02``):
+    how Prometheus' API gives an alert's value."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-0e+00" if math.copysign(1, value) < 0 else "0e+00"
+    prefix, text, x = _shortest(value)
+    mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+    return f"{prefix}{mantissa}e{'-' if x < 0 else '+'}{abs(x):02d}"
+
+
 def go_value(value: float) -> str:
     """A float as Go's ``fmt`` prints it with ``%v``: shortest digits, an exponent from
     1e6 and below 1e-4 (``0.5``, ``100``, ``123456``, ``1e+06``: how Prometheus shows
@@ -59,14 +81,9 @@ def go_value(value: float) -> str:
         return "+Inf" if value > 0 else "-Inf"
     if value == 0:
         return "-0" if math.copysign(1, value) < 0 else "0"
-    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
-    assert isinstance(exponent, int)
-    text = "".join(map(str, digits))
-    x = len(text) - 1 + exponent  # the decimal exponent of the first digit
-    prefix = "-" if sign else ""
+    prefix, text, x = _shortest(value)
     if x < -4 or x >= 6:
-        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
-        return f"{prefix}{mantissa}e{'-' if x < 0 else '+'}{abs(x):02d}"
+        return go_exponent(value)
     if x >= len(text) - 1:
         return prefix + text + "0" * (x - len(text) + 1)
     if x >= 0:

@@ -189,6 +189,52 @@ def _parser() -> argparse.ArgumentParser:
         help="messages all writers may hold unacknowledged (default 10,000); JetStream "
         "delivers nothing more while it is reached",
     )
+    alerting = serve.add_argument_group("alerting (docs/alerting.md)")
+    alerting.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a rule file (Prometheus' format, plus event rules; repeatable); SIGHUP or "
+        "POST /api/v1/rules/reload reads the files again",
+    )
+    alerting.add_argument(
+        "--alert-webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="send every alert to this URL as Alertmanager's webhook JSON (repeatable)",
+    )
+    alerting.add_argument(
+        "--alertmanager",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="forward every alert to this Alertmanager (its /api/v2/alerts; repeatable)",
+    )
+    alerting.add_argument(
+        "--alert-state",
+        default=None,
+        metavar="FILE",
+        help="where alert states, queued notifications and silences survive restarts "
+        "(default: alerts.db in --data-dir)",
+    )
+    alerting.add_argument(
+        "--external-url",
+        default="",
+        metavar="URL",
+        help="the URL users reach this server at, for links in notifications "
+        "(default: http://HOST:PORT/)",
+    )
+
+    rules = sub.add_parser("rules", help="check alerting rule files offline")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    check = rules_sub.add_parser(
+        "check",
+        help="validate rule files as the server would load them (exit 1 if any is bad)",
+        description="Validate rule files; messages and exit code as promtool check rules.",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help="rule files")
 
     from telemetry.cli.remote import add_remote_commands
 
@@ -243,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from telemetry.cli.remote import run_remote
 
         return run_remote(args)
+    if args.command == "rules":
+        from telemetry.cli.rules import run_rules
+
+        return run_rules(args)
     if args.command == "serve":
         from telemetry.cli.serve import run_serve
 

@@ -66,4 +66,9 @@ def run_serve(args: argparse.Namespace) -> int:
         },
         role=args.role,
         bus_writers=args.bus_writers,
+        rules=args.rules,
+        alert_webhooks=args.alert_webhook,
+        alertmanagers=args.alertmanager,
+        alert_state=args.alert_state,
+        external_url=args.external_url,
     )

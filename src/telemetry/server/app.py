@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from telemetry.alerting import AlertEngine, AlertStore, RuleSet, load_rules
 from telemetry.collector import TelemetryCollector
+from telemetry.models import EventType, TelemetryData
 from telemetry.server import (
+    alerts,
     dashboard,
     health,
     ingest,
@@ -63,6 +68,12 @@ def _routes() -> list[BaseRoute]:
         Route("/api/v1/write", remote_write.post_write, methods=["POST"]),
         Route("/prometheus/api/v1/write", remote_write.post_write, methods=["POST"]),
         Route("/loki/api/v1/push", loki.post_push, methods=["POST"]),
+        Route("/api/v1/alerts", alerts.get_alerts, methods=["GET"]),
+        Route("/api/v1/rules", alerts.get_rules, methods=["GET"]),
+        Route("/api/v1/rules/reload", alerts.post_reload, methods=["POST"]),
+        Route("/api/v1/silences", alerts.get_silences, methods=["GET"]),
+        Route("/api/v1/silences", alerts.post_silence, methods=["POST"]),
+        Route("/api/v1/silences/{id}", alerts.delete_silence, methods=["DELETE"]),
         Route("/api/v1/stream", live.get_stream, methods=["GET"]),
         WebSocketRoute("/api/v1/stream/ws", live.stream_ws),
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -93,15 +104,21 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
         state.storage = storage
         loop = asyncio.get_running_loop()
         state.hub.bind(loop)
+        state.alerts = _alert_engine(state, storage)
         sink = storage
         if settings.bus is not None:
             from telemetry.server.busnode import BusNode
 
-            # Stored batches reach the hub from the bus (every node's, once stored).
+            def stored(batch: TelemetryData) -> None:
+                state.hub.publish(batch)
+                state.alerts.observe(batch)
+
+            # Stored batches reach the hub and the event rules from the bus (every
+            # node's, once stored).
             state.bus = await BusNode.start(
                 settings.bus,
                 storage,
-                state.hub.publish,
+                stored,
                 role=settings.role,
                 writers=settings.bus_writers,
             )
@@ -110,7 +127,12 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
         state.stream = TelemetryStream(state.collector, sink, interval=settings.flush_interval)
         if state.bus is None:
             state.stream.add_consumer(state.hub.publish, name="live-hub")
+            state.stream.add_consumer(state.alerts.observe, name="alerts")
         state.stream.start()
+        state.alerts.start()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # Only where the loop runs in the main thread (under uvicorn, not in tests).
+            loop.add_signal_handler(signal.SIGHUP, _reload_on_hangup, state, loop)
         demo = _start_demo(state) if settings.demo else []
         if settings.statsd_port is not None:
             state.statsd = StatsdDoor(state, settings.statsd_flush_interval)
@@ -123,11 +145,16 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
             state.demo_stop.set()
             for thread in demo:
                 thread.join(5)
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGHUP)
+            # Before the drain, so its last transitions are stored with everything else.
+            await run_in_threadpool(state.alerts.stop)
             await run_in_threadpool(state.stream.stop, settings.drain_timeout)
             await run_in_threadpool(state.collector.close, settings.drain_timeout)
             if state.bus is not None:  # after the drain, which publishes through it
                 await state.bus.stop()
             storage.close()
+            state.alerts.store.close()
 
     app = Starlette(
         routes=_routes(),
@@ -139,6 +166,41 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     if settings.allowed_hosts is not None:  # outermost: checked before anything else
         app.add_middleware(HostGuard, allowed=settings.allowed_hosts)
     return app
+
+
+def _alert_engine(state: ServerState, storage: Storage) -> AlertEngine:
+    """The alerting engine: the rule files' (checked by ``rimp serve`` before it got
+    here), or none, which still answers the alerting API."""
+    settings = state.settings
+    active = bool(settings.rules or settings.alert_webhooks)
+    rules = load_rules(settings.rules, webhooks=settings.alert_webhooks) if active else RuleSet()
+    path = settings.alert_state or (
+        str(Path(settings.data_dir) / "alerts.db") if active else ":memory:"
+    )
+
+    def record_event(source: str, message: str, etype: EventType, meta: dict[str, Any]) -> None:
+        state.collector.collect_event(source, message, etype, meta)
+
+    def record_metric(name: str, value: float, tags: dict[str, str], ns: int) -> None:
+        state.collector.collect_metric(name, value, "", tags, ns)
+
+    return AlertEngine(
+        rules,
+        storage,
+        AlertStore(path),
+        record_event=record_event,
+        record_metric=record_metric,
+        external_url=settings.external_url,
+        alertmanagers=settings.alertmanagers,
+    )
+
+
+def _reload_on_hangup(state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+    def reload() -> None:
+        with contextlib.suppress(Exception):  # logged and recorded by reload_rules
+            alerts.reload_rules(state)
+
+    loop.run_in_executor(None, reload)
 
 
 def _start_demo(state: ServerState) -> list[threading.Thread]:

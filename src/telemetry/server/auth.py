@@ -1,5 +1,5 @@
-"""Bearer tokens with scopes (``ingest``, ``read``), from a file or ``RIMP_TOKENS``, and the
-middleware that checks them on every request."""
+"""Bearer tokens with scopes (``ingest``, ``read``, ``admin``), from a file or
+``RIMP_TOKENS``, and the middleware that checks them on every request."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from telemetry.server.errors import error_response
 
 __all__ = ["SCOPES", "AuthMiddleware", "Tokens", "is_loopback"]
 
-SCOPES = ("ingest", "read")
+SCOPES = ("ingest", "read", "admin")
 # Open even with tokens: probes, and the dashboard page that asks for a token itself.
 _OPEN_PATHS = {"/healthz", "/readyz", "/", "/openapi.json"}
 
@@ -100,7 +100,8 @@ def is_loopback(host: str) -> bool:
 class AuthMiddleware:
     """Bearer tokens with scopes; open when no tokens are configured.
 
-    ``POST`` needs the ``ingest`` scope, everything else ``read``. A token comes
+    Writing records needs the ``ingest`` scope; silencing alerts and reloading rules
+    ``admin``; everything else ``read``. A token comes
     in ``Authorization: Bearer TOKEN`` or, for browsers' EventSource and
     WebSocket, as ``?token=``.
     """
@@ -117,7 +118,7 @@ class AuthMiddleware:
         if path in _OPEN_PATHS or path.startswith("/static/"):
             await self.app(scope, receive, send)
             return
-        needed = "ingest" if scope.get("method") == "POST" and _writes(path) else "read"
+        needed = _needed(scope.get("method", "GET"), path)
         granted = self.tokens.scopes(_token_of(scope))
         if granted is not None and needed in granted:
             await self.app(scope, receive, send)
@@ -135,6 +136,17 @@ class AuthMiddleware:
         else:
             response = error_response(403, "forbidden", f"this token lacks the {needed!r} scope")
         await response(scope, receive, send)
+
+
+def _needed(method: str, path: str) -> str:
+    """The scope a request needs: ``admin`` changes what alerting does (silences, rule
+    reloads), ``ingest`` writes records, ``read`` reads."""
+    if method not in ("GET", "HEAD", "POST") or path.startswith(_ADMIN_PATHS):
+        return "admin" if method != "GET" else "read"
+    return "ingest" if method == "POST" and _writes(path) else "read"
+
+
+_ADMIN_PATHS = ("/api/v1/silences", "/api/v1/rules/reload")
 
 
 def _writes(path: str) -> bool:

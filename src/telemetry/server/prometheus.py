@@ -2,8 +2,8 @@
 
 ``/prometheus/api/v1/query`` and ``query_range`` (GET, or a form POST as Grafana
 sends), ``labels``, ``label/<name>/values``, ``series``, ``metadata``,
-``status/buildinfo``, and empty but valid ``rules``, ``alerts`` and
-``query_exemplars``. The envelope is Prometheus' own: ``{"status": "success",
+``status/buildinfo``, ``rules`` and ``alerts`` (from :mod:`telemetry.server.alerts`),
+and an empty but valid ``query_exemplars``. The envelope is Prometheus' own: ``{"status": "success",
 "data": ...}`` with sample values as strings, or ``{"status": "error",
 "errorType": ..., "error": ...}`` with 400 (``bad_data``), 422 (``execution``) or
 503. A RIMP series is ``__name__`` = its name sanitised as ``/metrics`` does
@@ -31,6 +31,7 @@ from telemetry._version import __version__
 from telemetry.errors import ValidationError
 from telemetry.promql.duration import parse_duration
 from telemetry.promql.engine import Evaluator, PromQLError, Result, parse
+from telemetry.server import alerts
 from telemetry.server.state import ServerState
 
 __all__ = ["MAX_POINTS", "routes"]
@@ -331,16 +332,6 @@ async def buildinfo(request: Request) -> Response:
     )
 
 
-async def rules(request: Request) -> Response:
-    """``/prometheus/api/v1/rules``: none yet."""
-    return _success({"groups": []})
-
-
-async def alerts(request: Request) -> Response:
-    """``/prometheus/api/v1/alerts``: none yet."""
-    return _success({"alerts": []})
-
-
 async def exemplars(request: Request) -> Response:
     """``/prometheus/api/v1/query_exemplars``: RIMP keeps no exemplars."""
     return _success([])
@@ -358,7 +349,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{base}/label/{{name}}/values", label_values, methods=["GET"]),
         Route(f"{base}/metadata", metadata, methods=["GET"]),
         Route(f"{base}/status/buildinfo", buildinfo, methods=["GET"]),
-        Route(f"{base}/rules", rules, methods=["GET"]),
-        Route(f"{base}/alerts", alerts, methods=["GET"]),
+        Route(f"{base}/rules", alerts.prometheus_rules, methods=["GET"]),
+        Route(f"{base}/alerts", alerts.prometheus_alerts, methods=["GET"]),
         Route(f"{base}/query_exemplars", exemplars, methods=both),
     ]

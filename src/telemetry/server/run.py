@@ -80,6 +80,11 @@ def serve(
     bus_options: Mapping[str, Any] | None = None,
     role: str = "all",
     bus_writers: int = 1,
+    rules: Sequence[str] = (),
+    alert_webhooks: Sequence[str] = (),
+    alertmanagers: Sequence[str] = (),
+    alert_state: str | None = None,
+    external_url: str = "",
 ) -> int:
     """Run until SIGTERM/SIGINT, then drain the pipeline into storage; return the exit code.
 
@@ -91,6 +96,9 @@ def serve(
     (``bus_options`` are :class:`~telemetry.bus.BusSettings` fields) and ``storage`` is
     normally a ``postgresql://`` URL shared by every node; the bus and the storage must
     both answer at start, or the exit code is 2 with a message naming which.
+
+    ``rules`` are alerting rule files (``docs/alerting.md``): a file that does not load
+    is exit code 2 with promtool's kind of message.
     """
     try:
         tokens = Tokens.load(token_file, os.environ.get("RIMP_TOKENS"))
@@ -109,28 +117,48 @@ def serve(
     except (ConfigError, BusStartError) as exc:
         print(f"rimp serve: {exc}", file=sys.stderr)
         return 2
+    if rules or alert_webhooks:
+        from telemetry.alerting import RulesError, load_rules
+
+        try:
+            ruleset = load_rules(rules, webhooks=alert_webhooks)
+        except RulesError as exc:
+            print(f"rimp serve: --rules: {exc}", file=sys.stderr)
+            return 2
+        count = sum(1 for _ in ruleset.rules())
+        print(f"RIMP alerting: {count} rules in {len(ruleset.groups)} groups", flush=True)
     try:
         backend = _storage(storage, data_dir)
     except StorageError as exc:
         print(f"rimp serve: {exc}", file=sys.stderr)
         return 2
-    settings = ServerSettings(
-        storage=backend,
-        data_dir=data_dir,
-        tokens=tokens,
-        limits=limits or Limits(),
-        max_pending=max_pending,
-        max_queue_delay=max_queue_delay,
-        demo=demo,
-        allowed_hosts=_allowed_hosts(host, allowed_hosts),
-        ack_timeout=ack_timeout,
-        statsd_port=statsd_port,
-        statsd_host=host,
-        statsd_flush_interval=statsd_flush_interval,
-        bus=bus_settings,
-        role=role,
-        bus_writers=bus_writers,
-    )
+    try:
+        settings = ServerSettings(
+            storage=backend,
+            data_dir=data_dir,
+            tokens=tokens,
+            limits=limits or Limits(),
+            max_pending=max_pending,
+            max_queue_delay=max_queue_delay,
+            demo=demo,
+            allowed_hosts=_allowed_hosts(host, allowed_hosts),
+            ack_timeout=ack_timeout,
+            statsd_port=statsd_port,
+            statsd_host=host,
+            statsd_flush_interval=statsd_flush_interval,
+            bus=bus_settings,
+            role=role,
+            bus_writers=bus_writers,
+            rules=tuple(rules),
+            alert_webhooks=tuple(alert_webhooks),
+            alertmanagers=tuple(alertmanagers),
+            alert_state=alert_state,
+            external_url=external_url or f"http://{host}:{port}/",
+        )
+    except ConfigError as exc:
+        backend.close()
+        print(f"rimp serve: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     app = create_app(settings)
     config = uvicorn.Config(

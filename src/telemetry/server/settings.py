@@ -58,6 +58,12 @@ class ServerSettings:
         role: with a bus, ``all`` (accept and store), ``ingest`` (accept only) or
             ``writer`` (store only; ingest answers 503).
         bus_writers: writer tasks on this node (roles ``all`` and ``writer``).
+        rules: alerting rule files (``docs/alerting.md``), read at start and on reload.
+        alert_webhooks: webhook URLs that get every alert (Alertmanager's JSON).
+        alertmanagers: Alertmanager base URLs that get every alert (``/api/v2/alerts``).
+        alert_state: the file alert states, notifications and silences survive restarts
+            in; ``None``: ``alerts.db`` in ``data_dir`` when there are rules.
+        external_url: the URL users reach this server at, for links in notifications.
 
     Raises:
         telemetry.ConfigError: a value breaks its rule, naming the field.
@@ -89,6 +95,11 @@ class ServerSettings:
     bus: BusSettings | None = None
     role: str = "all"
     bus_writers: int = 1
+    rules: tuple[str, ...] = ()
+    alert_webhooks: tuple[str, ...] = ()
+    alertmanagers: tuple[str, ...] = ()
+    alert_state: str | None = None
+    external_url: str = ""
 
     def __post_init__(self) -> None:
         for name in (
@@ -117,6 +128,10 @@ class ServerSettings:
         if self.max_queue_delay is not None:
             check_seconds("max_queue_delay", self.max_queue_delay, positive=True)
         check_int("bus_writers", self.bus_writers, minimum=1)
+        for name in ("alert_webhooks", "alertmanagers"):
+            for url in getattr(self, name):
+                if not url.startswith(("http://", "https://")):
+                    raise ConfigError(f"{name}: {url!r} is not an http(s) URL", field=name)
         if self.role not in ("all", "ingest", "writer"):
             raise ConfigError(
                 f"role={self.role!r}: must be one of all, ingest, writer", field="role"

@@ -15,6 +15,7 @@ from telemetry.server.settings import ServerSettings
 from telemetry.streaming import TelemetryStream
 
 if TYPE_CHECKING:
+    from telemetry.alerting import AlertEngine
     from telemetry.server.busnode import BusNode
     from telemetry.server.statsd import StatsdDoor
     from telemetry.storage import Storage
@@ -30,6 +31,8 @@ class ServerState:
     storage: Storage
     """What queries read. The collector's own sink, except on a bus node, where the
     collector publishes to the bus and this is the storage the writers fill."""
+    alerts: AlertEngine
+    """Rules, alerts, silences and notifications (with no rules: none, but it answers)."""
     statsd: StatsdDoor | None = None
     bus: BusNode | None = None
 
