@@ -60,7 +60,8 @@ class Delivery:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the thread."""
+        """Start the thread; what the outbox kept from before is tried at once."""
+        self.store.due_now(time.time_ns())
         self._thread = threading.Thread(target=self._run, name="rimp-alert-delivery", daemon=True)
         self._thread.start()
 

@@ -438,6 +438,24 @@ class AlertEngine:
                 for clock in self.groups.values()
             ]
 
+    def figures(self) -> dict[str, Any]:
+        """Counts for ``/metrics``: alerts by state, evaluations, failures, notifications
+        sent, retried, abandoned and queued, silences in force."""
+        by_state = {"pending": 0, "firing": 0, "resolved": 0}
+        for alert in self.alerts():
+            by_state["resolved" if alert.state == INACTIVE else alert.state] += 1
+        now = self.clock()
+        return {
+            "alerts": by_state,
+            "evaluations": self.evaluations,
+            "failures": self.failures,
+            "sent": self.delivery.sent,
+            "retried": self.delivery.retried,
+            "abandoned": self.delivery.abandoned,
+            "queued": self.store.queued(),
+            "silences": sum(1 for s in list(self._silences.values()) if s.state(now) == "active"),
+        }
+
     # --- silences -----------------------------------------------------------------------------
 
     def silenced_by(self, labels: Mapping[str, str], now: int | None = None) -> list[str]:

@@ -429,9 +429,9 @@ def _rule(where: str, group: str, raw: Any) -> AlertingRule | RecordingRule | Ev
     if not isinstance(name, str) or not name:
         raise RulesError(where, "field 'alert' must be a non-empty string")
     if "events" in raw:
-        _unknown(where, raw, _EVENT_RULE_KEYS, "event rule")
         if "expr" in raw:
             raise RulesError(where, "an event rule has 'events' instead of 'expr', not both")
+        _unknown(where, raw, _EVENT_RULE_KEYS, "event rule")
         return _event_rule(where, name, group, raw)
     _unknown(where, raw, _ALERT_KEYS, "alerting rule")
     return AlertingRule(

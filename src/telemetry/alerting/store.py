@@ -155,6 +155,15 @@ class AlertStore:
         rows = self._rows("SELECT min(next_at) FROM outbox")
         return rows[0][0] if rows else None
 
+    def queued(self) -> int:
+        """How many notifications wait in the outbox."""
+        return int(self._rows("SELECT count(*) FROM outbox")[0][0])
+
+    def due_now(self, now: int) -> None:
+        """Make every queued notification due at once (a fresh start tries them all)."""
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET next_at = ? WHERE next_at > ?", (now, now))
+
     def delivered(self, oid: int) -> None:
         """Remove a delivered (or abandoned) notification."""
         with self._tx() as db:

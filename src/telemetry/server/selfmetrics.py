@@ -84,6 +84,25 @@ def _bus_families(info: dict[str, dict[str, Any]], family: Any) -> None:
                 family(f"{name}_total", "counter", help_text, [({}, float(value))])
 
 
+def _alerting_families(state: ServerState, family: Any) -> None:
+    figures = state.alerts.figures()
+    family("rimp_alerts", "gauge", "Alerts by state (resolved: in the last 15 minutes).",
+           [({"state": s}, n) for s, n in figures["alerts"].items()])  # fmt: skip
+    family("rimp_rule_evaluations_total", "counter", "Rule evaluations.",
+           [({}, figures["evaluations"])])  # fmt: skip
+    family("rimp_rule_evaluation_failures_total", "counter",
+           "Rule evaluations that failed (the rule's lastError says why).",
+           [({}, figures["failures"])])  # fmt: skip
+    family("rimp_alert_notifications_total", "counter",
+           "Notification attempts: sent (2xx), retried (failed, queued again), abandoned.",
+           [({"outcome": o}, figures[o]) for o in ("sent", "retried", "abandoned")])  # fmt: skip
+    family("rimp_alert_notifications_queued", "gauge",
+           "Notifications in the outbox, not yet delivered.",
+           [({}, figures["queued"])])  # fmt: skip
+    family("rimp_silences_active", "gauge", "Silences in force now.",
+           [({}, figures["silences"])])  # fmt: skip
+
+
 def exposition(state: ServerState, series: list[SeriesInfo]) -> str:
     """The whole ``/metrics`` page."""
     stats = state.collector.stats()
@@ -160,6 +179,7 @@ def exposition(state: ServerState, series: list[SeriesInfo]) -> str:
            [({}, time.time() - state.started)])  # fmt: skip
     if state.bus is not None:
         _bus_families(state.bus.info(), family)
+    _alerting_families(state, family)
 
     # Grouped by the name as exposed (sanitised, and moved out of the server's own
     # rimp_ namespace), so names that collide on the way share one family.
