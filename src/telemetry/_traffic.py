@@ -2,23 +2,42 @@
 
 Used by ``rimp demo`` (the library demo) and ``rimp serve --demo`` (the server
 with live demo data); it needs nothing but a collector.
+
+Every six minutes the services have incidents, so the demo's alert rules
+(``demo_rules.yml``) fire and resolve while you watch: billing fails a fifth of its
+requests for a minute (from 0:20), search is four times slower for 90 seconds (from
+2:00), and api goes silent for 90 seconds (from 4:00).
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
+from pathlib import Path
 
 from telemetry.collector import TelemetryCollector
 from telemetry.models import EventType
 
-__all__ = ["SERVICES", "run_traffic", "start_traffic"]
+__all__ = ["DEMO_RULES", "SERVICES", "incident", "run_traffic", "start_traffic"]
+
+DEMO_RULES = Path(__file__).with_name("demo_rules.yml")
+"""The alert rules ``rimp serve --demo`` runs when given none."""
+CYCLE = 360.0
+INCIDENTS = {"billing": (20.0, 80.0), "search": (120.0, 210.0), "api": (240.0, 330.0)}
+"""Seconds into each cycle during which a service misbehaves."""
 
 SERVICES = {
     "api": ["/users", "/orders", "/search"],
     "billing": ["/charge", "/refund"],
     "search": ["/query", "/suggest"],
 }
+
+
+def incident(name: str, elapsed: float) -> bool:
+    """Whether service ``name`` is in its incident ``elapsed`` seconds after traffic began."""
+    start, end = INCIDENTS[name]
+    return start <= elapsed % CYCLE < end
 
 
 def _service(collector: TelemetryCollector, name: str, rate: float, stop: threading.Event) -> None:
@@ -32,26 +51,32 @@ def _service(collector: TelemetryCollector, name: str, rate: float, stop: thread
         for ep in SERVICES[name]
     }
     queue = collector.gauge("queue_depth", tags={"service": name})
+    began = time.monotonic()
     while not stop.wait(1.0 / rate):
+        trouble = incident(name, time.monotonic() - began)
+        if trouble and name == "api":
+            continue  # gone silent: records nothing
         ep = rng.choice(SERVICES[name])
         ms = rng.lognormvariate(3.0, 0.6) * (3 if name == "search" else 1)
+        if trouble and name == "search":
+            ms *= 4
         requests[ep].inc()
         latency[ep].observe(ms)
         collector.collect_metric("response_time", ms, "ms", {"service": name, "endpoint": ep})
         queue.set(rng.randint(0, 40))
         roll = rng.random()
-        if roll < 0.01:
+        if roll < (0.2 if trouble else 0.002):
             collector.collect_event(
                 name,
                 f"{ep} failed: upstream timeout",
                 EventType.ERROR,
                 {"endpoint": ep, "latency_ms": round(ms, 1)},
             )
-        elif roll < 0.05:
+        elif roll < 0.04:
             collector.collect_event(
                 name, f"{ep} slow: {ms:.0f} ms", EventType.WARNING, {"endpoint": ep}
             )
-        elif roll < 0.08:
+        elif roll < 0.07:
             collector.collect_event(name, f"{ep} served", EventType.INFO, {"endpoint": ep})
 
 

@@ -98,7 +98,8 @@ def serve(
     both answer at start, or the exit code is 2 with a message naming which.
 
     ``rules`` are alerting rule files (``docs/alerting.md``): a file that does not load
-    is exit code 2 with promtool's kind of message.
+    is exit code 2 with promtool's kind of message. ``demo`` without ``rules`` runs the
+    demo's own rules.
     """
     try:
         tokens = Tokens.load(token_file, os.environ.get("RIMP_TOKENS"))
@@ -117,6 +118,10 @@ def serve(
     except (ConfigError, BusStartError) as exc:
         print(f"rimp serve: {exc}", file=sys.stderr)
         return 2
+    if demo and not rules:
+        from telemetry._traffic import DEMO_RULES
+
+        rules = [str(DEMO_RULES)]  # alerts that fire and resolve with the demo's incidents
     if rules or alert_webhooks:
         from telemetry.alerting import RulesError, load_rules
 
