@@ -184,6 +184,86 @@ def _get(summary: str, params: list[dict[str, Any]], result: dict[str, Any]) -> 
     }
 
 
+_OBJECT = {"type": "object"}
+_MATCHER = {
+    "type": "object",
+    "required": ["name", "value"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "value": {"type": "string"},
+        "isRegex": {"type": "boolean"},
+        "isEqual": {"type": "boolean"},
+    },
+}
+_SILENCE = {
+    "type": "object",
+    "required": ["matchers", "endsAt"],
+    "properties": {
+        "id": {"type": "string", "description": "replace this silence"},
+        "matchers": {"type": "array", "minItems": 1, "items": _MATCHER},
+        "startsAt": {"type": "string", "format": "date-time"},
+        "endsAt": {"type": "string", "format": "date-time"},
+        "createdBy": {"type": "string"},
+        "comment": {"type": "string"},
+    },
+}
+
+
+def _alerting_paths() -> dict[str, Any]:
+    """Alerting: alerts, rules, reloads and silences (docs/alerting.md)."""
+    state = _param(
+        "state",
+        "query",
+        {"type": "string", "enum": ["firing", "pending", "resolved"]},
+        "only these",
+    )
+    alerts = {"type": "object", "properties": {"alerts": {"type": "array", "items": _OBJECT}}}
+    silences = {"type": "object", "properties": {"silences": {"type": "array", "items": _OBJECT}}}
+    sid = _param("id", "path", {"type": "string"}, "silence id", required=True)
+    return {
+        "/api/v1/alerts": _get("Alerts: firing, pending and recently resolved", [state], alerts),
+        "/api/v1/rules": _get("Rule groups and rules, with their last evaluation", [], _OBJECT),
+        "/api/v1/rules/reload": {
+            "post": {
+                "summary": "Read the rule files again (a bad file changes nothing); admin scope",
+                "responses": {
+                    "200": {"description": "reloaded", "content": _json(_OBJECT)},
+                    "400": _error("a rule file breaks a rule (the message names it)"),
+                    "409": _error("the server runs no rule files"),
+                    **{k: v for k, v in _ERRORS.items() if k != "400"},
+                },
+            }
+        },
+        "/api/v1/silences": {
+            **_get("Silences (expired ones for 5 days)", [], silences),
+            "post": {
+                "summary": "Create or replace a silence (Alertmanager's JSON); admin scope",
+                "requestBody": {"required": True, "content": _json(_SILENCE)},
+                "responses": {
+                    "200": {
+                        "description": "the silence's id",
+                        "content": _json(
+                            {"type": "object", "properties": {"silenceID": {"type": "string"}}}
+                        ),
+                    },
+                    **_ERRORS,
+                },
+            },
+        },
+        "/api/v1/silences/{id}": {
+            "delete": {
+                "summary": "End a silence now; admin scope",
+                "parameters": [sid],
+                "responses": {
+                    "200": {"description": "the ended silence", "content": _json(_OBJECT)},
+                    "404": _error("no such silence"),
+                    **_ERRORS,
+                },
+            }
+        },
+    }
+
+
 @cache
 def document() -> dict[str, Any]:
     """The OpenAPI document (built once)."""
@@ -324,6 +404,7 @@ def document() -> dict[str, Any]:
             "204",
             {},
         ),
+        **_alerting_paths(),
         "/healthz": _get("Liveness", [], {"type": "object"}),
         "/readyz": _get("Readiness: storage answers", [], {"type": "object"}),
         "/metrics": {
