@@ -112,6 +112,26 @@ export function getText(path, params, options = {}) {
   return get(path, params, options, (r) => r.text());
 }
 
+/**
+ * One write (POST, DELETE…) with a JSON body and this token; the JSON answer, or an
+ * HttpError carrying the server's own message. No retry and no token prompt: writes
+ * need other scopes than the page's read token, and the caller says what to do.
+ */
+export async function sendJSON(method, path, body, { token = auth.token, signal } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const response = await fetch(path, {
+    method,
+    headers,
+    signal,
+    cache: 'no-store',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) throw await errorOf(response);
+  return response.status === 204 ? null : response.json();
+}
+
 /** Check a token against a read endpoint: resolves to 'ok', 'rejected' or 'scope'. */
 export async function checkToken(token) {
   const response = await rawFetch('api/v1/events', { limit: 1 }, { token });

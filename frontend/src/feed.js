@@ -28,7 +28,7 @@ function newestFirst(a, b) {
 }
 
 export class Feed {
-  constructor({ onChange, onState }) {
+  constructor({ onChange, onState, onEvent }) {
     this.onChange = onChange;
     this.list = $('events');
     this.status = $('feed-status');
@@ -52,7 +52,10 @@ export class Feed {
     this.streamKey = '';
     this.sources = new Set();
     this.stream = new LiveStream({
-      event: (record) => this.onLive(record),
+      event: (record) => {
+        onEvent?.(record); // every live event, before the message filter (alert transitions)
+        this.onLive(record);
+      },
       missed: (n) => {
         this.missed += n;
         this.showStatus();

@@ -63,3 +63,52 @@ export function parseWhen(text, now) {
   const ms = Date.parse(t.includes('T') ? t : t.replace(' ', 'T'));
   return Number.isNaN(ms) ? NaN : ms / 1000;
 }
+
+/** Milliseconds since the epoch of an RFC 3339 time (nanoseconds allowed); NaN for none. */
+export function parseTime(text) {
+  if (!text) return NaN;
+  // Date.parse promises three fraction digits only: keep the milliseconds
+  return Date.parse(String(text).replace(/(\.\d{3})\d+/, '$1'));
+}
+
+function span(seconds) {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 36000) {
+    const m = Math.floor((s % 3600) / 60);
+    return `${Math.floor(s / 3600)}h${m ? ` ${m}m` : ''}`;
+  }
+  if (s < 172800) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+/** `3m ago`, `just now`, `in 14m` for a time `ms` against `now` (both ms since the epoch). */
+export function ago(ms, now = Date.now()) {
+  if (!Number.isFinite(ms)) return 'never';
+  const d = (now - ms) / 1000;
+  if (Math.abs(d) < 1) return 'just now';
+  return d > 0 ? `${span(d)} ago` : `in ${span(-d)}`;
+}
+
+/** A time as a tooltip: local date and time, and the RFC 3339 text it came from. */
+export function absolute(ms, text = '') {
+  if (!Number.isFinite(ms)) return '';
+  const local = new Date(ms).toLocaleString();
+  return text ? `${local} (${text})` : local;
+}
+
+/** A short interval such as a group's (`15s`, `1m`, `1h 30m`). */
+export function formatInterval(seconds) {
+  if (!Number.isFinite(seconds)) return '–';
+  if (seconds > 0 && seconds < 1) return `${Math.round(seconds * 1000)}ms`;
+  return span(seconds);
+}
+
+/** A measured duration such as an evaluation's (`52 µs`, `0.66 ms`, `1.2 s`). */
+export function formatElapsed(seconds) {
+  if (!Number.isFinite(seconds)) return '–';
+  if (seconds < 1e-3) return `${Math.round(seconds * 1e6)} µs`;
+  if (seconds < 1) return `${formatNumber(seconds * 1e3)} ms`;
+  return `${formatNumber(seconds)} s`;
+}

@@ -1,5 +1,6 @@
-// The RIMP live dashboard: event feed, metric charts and health strip.
+// The RIMP live dashboard: alerts, event feed, metric charts and health strip.
 
+import { admin, Alerts } from './alerts.js';
 import { auth, checkToken, needToken, onTokenNeeded } from './api.js';
 import { Board } from './charts.js';
 import { Feed } from './feed.js';
@@ -14,7 +15,7 @@ const REASONS = {
 };
 
 function tokenButtons() {
-  $('token-forget').hidden = !auth.token;
+  $('token-forget').hidden = !auth.token && !admin.token;
 }
 
 /** Ask for a read token in a modal dialog; resolves once the server accepted one. */
@@ -111,14 +112,17 @@ async function boot() {
     applied = hash;
     history.replaceState(null, '', hash ? `#${hash}` : location.pathname + location.search);
   };
-  const feed = new Feed({ onChange: writeHash, onState });
+  const alerts = new Alerts();
+  const feed = new Feed({ onChange: writeHash, onState, onEvent: (record) => alerts.onEvent(record) });
   const board = new Board({ onChange: writeHash, onState });
   streams.push(feed.stream, board.stream);
 
   $('token-forget').addEventListener('click', () => {
     auth.token = '';
+    admin.token = '';
     location.reload();
   });
+  document.addEventListener('rimp:tokens', tokenButtons);
   if (auth.required && !auth.token) await needToken('required');
   tokenButtons();
 
@@ -128,7 +132,8 @@ async function boot() {
     feed.setFilters(layout.filters);
     board.setCharts(layout.charts);
   };
-  const initial = location.hash.slice(1);
+  // #alerts (the link in alert notifications) points at the alerts strip: no layout
+  const initial = location.hash === '#alerts' ? '' : location.hash.slice(1);
   apply(initial);
   window.addEventListener('hashchange', () => {
     const hash = location.hash.slice(1);
@@ -152,6 +157,7 @@ async function boot() {
   });
 
   new Health().start();
+  alerts.start();
   try {
     await board.loadSeries();
     if (!initial && !board.charts.length) {

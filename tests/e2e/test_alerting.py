@@ -32,16 +32,18 @@ class Receiver:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.got: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self.got: list[tuple[dict[str, str], Any]] = []
+        self.paths: list[str] = []
         self._server: ThreadingHTTPServer | None = None
 
     def up(self) -> None:
-        got = self.got
+        got, paths = self.got, self.paths
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 got.append((dict(self.headers), json.loads(body)))
+                paths.append(self.path)
                 self.send_response(200)
                 self.end_headers()
 
@@ -423,3 +425,22 @@ def test_promtool_accepts_the_metric_rule_files(tmp_path: Path, path: Path) -> N
     count = re.search(r"SUCCESS: (\d+) rules found", done.stdout)
     assert count is not None
     assert f"SUCCESS: {count.group(1)} rules found" in ours.stdout
+
+
+def test_alerts_are_forwarded_to_an_alertmanager(tmp_path: Path, receiver: Receiver) -> None:
+    """``--alertmanager URL`` posts every active alert to ``URL/api/v2/alerts`` as Prometheus
+    does: a list of alerts with labels, annotations, startsAt, endsAt and generatorURL."""
+    rules = tmp_path / "rules.yml"
+    rules.write_text(ALWAYS)
+    receiver.up()
+    base = f"http://127.0.0.1:{receiver.port}"
+    with RimpServer(tmp_path / "data", "--rules", str(rules), "--alertmanager", base) as server:
+        assert poll(lambda: bool(receiver.got), 10), server.output()
+    headers, body = receiver.got[-1]
+    assert headers["Content-Type"] == "application/json"
+    (alert,) = body
+    assert alert["labels"] == {"alertname": "AlwaysOn"}
+    assert alert["annotations"] == {"summary": "always"}
+    assert set(alert) == {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
+    assert alert["endsAt"] > alert["startsAt"]  # firing: ends in the future unless renewed
+    assert receiver.paths == ["/api/v2/alerts"] * len(receiver.got)

@@ -40,7 +40,7 @@ from telemetry.alerting.rules import (
 from telemetry.alerting.silences import Silence, parse_silence
 from telemetry.alerting.state import FIRING, INACTIVE, PENDING, Alert, Transition, advance
 from telemetry.alerting.store import AlertStore, Outgoing
-from telemetry.models import EventType, TelemetryData
+from telemetry.models import Event, EventType, TelemetryData
 from telemetry.storage import Storage
 
 __all__ = ["AlertEngine", "RuleStatus"]
@@ -206,10 +206,20 @@ class AlertEngine:
         """
         if not batch.events or not self.windows:
             return
+        by_source: dict[str, list[Event]] = {}
+        for e in batch.events:  # one pass: each rule naming sources sees only theirs
+            by_source.setdefault(e.source, []).append(e)
         with self._lock:
             hit = False
             for window in self.windows.values():
-                hit = window.observe(batch.events) or hit
+                sources = window.rule.match.sources
+                if not sources:
+                    hit = window.observe(batch.events) or hit
+                    continue
+                for source in sources:
+                    mine = by_source.get(source)
+                    if mine:
+                        hit = window.observe(mine) or hit
         if hit:
             self._wake.set()
 

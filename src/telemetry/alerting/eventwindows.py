@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 
-from telemetry.alerting.rules import EventRule
+from telemetry.alerting.rules import ALERTS_SOURCE, EventRule
 from telemetry.models import Event
 
 __all__ = ["MAX_KEPT", "EventWindow"]
@@ -35,12 +35,26 @@ class EventWindow:
             self.last[""] = started
 
     def observe(self, events: Iterable[Event]) -> bool:
-        """Take the events this rule matches; return whether any did."""
+        """Take the events this rule matches; return whether any did.
+
+        Runs on the stream's thread for every batch: the match is inlined (set lookups,
+        no call per event) because most events match no rule.
+        """
         rule, match = self.rule, self.rule.match
+        sources = frozenset(match.sources) or None
+        types = frozenset(match.types) or None
+        text = match.text
         hit = False
         for e in events:
-            etype = e.event_type.value
-            if not match.matches(e.source, etype, e.message.lower() if match.text else e.message):
+            if sources is None:
+                if e.source == ALERTS_SOURCE:
+                    continue
+            elif e.source not in sources:
+                continue
+            etype = e.event_type
+            if types is not None and etype not in types:
+                continue
+            if text is not None and text not in e.message.lower():
                 continue
             hit = True
             if rule.absent_ns:
@@ -48,7 +62,7 @@ class EventWindow:
                 if e.time_ns > self.last.get(src, 0):
                     self.last[src] = e.time_ns
                 continue
-            key = tuple((f, e.source if f == "source" else etype) for f in rule.by)
+            key = tuple((f, e.source if f == "source" else etype.value) for f in rule.by)
             times = self.times.setdefault(key, [])
             if not times or e.time_ns >= times[-1]:
                 times.append(e.time_ns)
