@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from telemetry._time import UNIT_SECONDS  # private module, but the one table of duration units
+from telemetry.alerting.rules import ALERTS_SOURCE
 from telemetry.models import EventType
 from telemetry.storage import AGGREGATES
 
@@ -36,6 +37,7 @@ def render() -> str:
         ("AGGREGATES", "telemetry.storage.AGGREGATES", list(AGGREGATES)),
         ("EVENT_TYPES", "telemetry.models.EventType", [t.value for t in EventType]),
         ("TIME_UNITS_S", "telemetry._time.UNIT_SECONDS", dict(UNIT_SECONDS)),
+        ("ALERTS_SOURCE", "telemetry.alerting.rules.ALERTS_SOURCE", ALERTS_SOURCE),
     ]
     body = "".join(
         f"\n/** {source} */\nexport const {name} = {json.dumps(value)};\n"

@@ -8,11 +8,10 @@
 // prompt for an admin token showing the server's message.
 
 import { auth, getJSON, sendJSON } from './api.js';
+import { ALERTS_SOURCE } from './constants.generated.js';
 import { $, el, setState } from './dom.js';
 import { absolute, ago, formatElapsed, formatInterval, formatNumber, parseTime, plural } from './format.js';
 
-/** The source of alert transition events (telemetry.alerting.rules.ALERTS_SOURCE). */
-export const ALERTS_SOURCE = 'rimp.alerts';
 
 const PERIOD = 5000; // alerts and silences
 const RULES_PERIOD = 30000; // the rules while their view is closed (for the counts only)

@@ -11,3 +11,6 @@ export const EVENT_TYPES = ["debug", "info", "warning", "error", "critical"];
 
 /** telemetry._time.UNIT_SECONDS */
 export const TIME_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800};
+
+/** telemetry.alerting.rules.ALERTS_SOURCE */
+export const ALERTS_SOURCE = "rimp.alerts";
