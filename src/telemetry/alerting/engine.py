@@ -233,8 +233,11 @@ class AlertEngine:
             if clock.next_at > now:
                 continue
             started = time.perf_counter()
+            from telemetry.promql.engine import Reads
+
+            reads = Reads()  # the group's rules share what they read at this instant
             for rule in clock.group.rules:
-                if not isinstance(rule, EventRule) and self._evaluate(rule, now):
+                if not isinstance(rule, EventRule) and self._evaluate(rule, now, reads):
                     changed[rule.key] = self.status[rule.key].alerts
             clock.last_evaluation = now
             clock.evaluation_seconds = time.perf_counter() - started
@@ -258,7 +261,9 @@ class AlertEngine:
         if queued:
             self.delivery.wake()
 
-    def _evaluate(self, rule: AlertingRule | RecordingRule | EventRule, now: int) -> bool:
+    def _evaluate(
+        self, rule: AlertingRule | RecordingRule | EventRule, now: int, reads: Any = None
+    ) -> bool:
         """Evaluate one rule; return whether its alerts' states changed."""
         status = self.status[rule.key]
         started = time.perf_counter()
@@ -269,7 +274,7 @@ class AlertEngine:
                 with self._lock:
                     samples = self.windows[rule.key].samples(now)
             else:
-                samples = self._query(status, now)
+                samples = self._query(status, now, reads)
             if isinstance(rule, RecordingRule):
                 self._record(rule, samples, now)
                 changes: list[Transition] = []
@@ -298,10 +303,12 @@ class AlertEngine:
         self._announce(changes)
         return moved
 
-    def _query(self, status: RuleStatus, now: int) -> list[tuple[dict[str, str], float]]:
+    def _query(
+        self, status: RuleStatus, now: int, reads: Any
+    ) -> list[tuple[dict[str, str], float]]:
         from telemetry.promql.engine import Evaluator
 
-        result = Evaluator(self.storage, [now]).run(status.tree)
+        result = Evaluator(self.storage, [now], reads).run(status.tree)
         if result.kind == "scalar":
             return [({}, result.scalars[0])]
         if result.kind != "vector":

@@ -32,7 +32,7 @@ from telemetry._promnames import sanitize_label, sanitize_name
 from telemetry._quantiles import percentile
 from telemetry.storage import Storage
 
-__all__ = ["LOOKBACK_NS", "Evaluator", "PromQLError", "Result", "Series", "parse"]
+__all__ = ["LOOKBACK_NS", "Evaluator", "PromQLError", "Reads", "Result", "Series", "parse"]
 
 LOOKBACK_NS = 5 * 60 * 1_000_000_000
 Labels = tuple[tuple[str, str], ...]
@@ -95,15 +95,33 @@ def _drop_name(labels: Labels) -> Labels:
     return tuple(kv for kv in labels if kv[0] != "__name__")
 
 
-class Evaluator:
-    """Evaluates one query over ``storage`` at ``steps`` (ns, ascending)."""
+@dataclass
+class Reads:
+    """What evaluators may share: the catalogue of series and the points already read.
 
-    def __init__(self, storage: Storage, steps: Sequence[int]) -> None:
+    Rules of one group are evaluated at the same instant and often read the same series
+    over the same window (a recording rule and the alert on it); one ``Reads`` for the
+    group's evaluation reads each once. Never share it across instants: the storage
+    moves on.
+    """
+
+    catalogue: list[tuple[Labels, str, dict[str, str]]] | None = None
+    latest: dict[Labels, tuple[int, float]] = field(default_factory=dict)
+    points: dict[tuple[Labels, int, int], tuple[Sequence[int], Sequence[float]]] = field(
+        default_factory=dict
+    )
+
+
+class Evaluator:
+    """Evaluates one query over ``storage`` at ``steps`` (ns, ascending); evaluators given
+    the same ``reads`` share what they read."""
+
+    def __init__(self, storage: Storage, steps: Sequence[int], reads: Reads | None = None) -> None:
         self.storage = storage
         self.steps = list(steps)
         self.step_array = np.asarray(self.steps, dtype=np.int64)
-        self._catalogue: list[tuple[Labels, str, dict[str, str]]] | None = None
-        self._latest: dict[Labels, tuple[int, float]] = {}
+        self._reads = reads if reads is not None else Reads()
+        self._latest = self._reads.latest
 
     # --- entry ------------------------------------------------------------------------------
 
@@ -132,7 +150,7 @@ class Evaluator:
 
     def catalogue(self) -> list[tuple[Labels, str, dict[str, str]]]:
         """Every stored series: (Prometheus labels, RIMP name, RIMP tags)."""
-        if self._catalogue is None:
+        if self._reads.catalogue is None:
             found = []
             for info in self.storage.series():
                 labels = {sanitize_label(k): v for k, v in info.tags.items()}
@@ -140,8 +158,8 @@ class Evaluator:
                 key = tuple(sorted(labels.items()))
                 found.append((key, info.name, info.tags))
                 self._latest[key] = (info.last_time_ns, info.last_value)
-            self._catalogue = found
-        return self._catalogue
+            self._reads.catalogue = found
+        return self._reads.catalogue
 
     def select(self, selector: Any, back_ns: int, *, latest_will_do: bool = False) -> list[Series]:
         """The matching series' points in ``[first step - back - offset, last step - offset]``.
@@ -166,7 +184,13 @@ class Evaluator:
                     continue
                 if last_time < lo:  # nothing in the window
                     continue
-            times, values = self.storage.series_points(name, tags, since=max(lo, 0), until=hi + 1)
+            read = (labels, max(lo, 0), hi + 1)
+            cached = self._reads.points.get(read)
+            if cached is None:
+                cached = self._reads.points[read] = self.storage.series_points(
+                    name, tags, since=read[1], until=read[2]
+                )
+            times, values = cached
             if times:
                 out.append(Series(labels, times, values))
         return out
