@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import cramjam
 import httpx
@@ -87,9 +86,12 @@ def observe_cost() -> None:
     ]
     rules = load_rules(files)
     engine = AlertEngine(
-        rules, MemoryStorage(), AlertStore(":memory:"),
-        record_event=lambda *a: None, record_metric=lambda *a: None,
-    )  # fmt: skip
+        rules,
+        MemoryStorage(),
+        AlertStore(":memory:"),
+        record_event=lambda *a: None,
+        record_metric=lambda *a: None,
+    )
     rng = random.Random(7)
     now = time.time_ns()
     kinds = [EventType.INFO] * 6 + [EventType.WARNING] * 3 + [EventType.ERROR]
@@ -103,14 +105,17 @@ def observe_cost() -> None:
                 {},
                 now + i,
                 str(i),
-            )  # fmt: skip
+            )
             for i in range(10_000)
         ]
     )
     empty = AlertEngine(
-        load_rules([]), MemoryStorage(), AlertStore(":memory:"),
-        record_event=lambda *a: None, record_metric=lambda *a: None,
-    )  # fmt: skip
+        load_rules([]),
+        MemoryStorage(),
+        AlertStore(":memory:"),
+        record_event=lambda *a: None,
+        record_metric=lambda *a: None,
+    )
     for label, eng in (("no rules", empty), (f"{len(engine.windows)} event rules", engine)):
         best = math.inf
         for _ in range(30):
@@ -189,7 +194,7 @@ def side_by_side(series: int, minutes: int, rounds: int) -> None:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        ),  # fmt: skip
+        ),
         subprocess.Popen(
             [
                 sys.executable,
@@ -207,7 +212,7 @@ def side_by_side(series: int, minutes: int, rounds: int) -> None:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        ),  # fmt: skip
+        ),
     ]
     try:
         with (
