@@ -16,6 +16,7 @@ never a wrong number.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import re
@@ -384,6 +385,98 @@ def _fast_range(ev: Evaluator, name: str, node: Any) -> list[Vector]:
     return out
 
 
+def _divide(a: float, b: float) -> float:
+    """``a / b`` as numpy divides float64 (inf or NaN for a zero divisor, never an error)."""
+    if b == 0:
+        if a == 0 or math.isnan(a):
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+    return a / b
+
+
+def _instant_range(ev: Evaluator, name: str, node: Any) -> Vector:
+    """:func:`_fast_range` at one step, in Python floats: the same operations in the same
+    order (running sums left to right, then Prometheus' extrapolation), so the same bits
+    as the numpy path, without its per-series setup (a rule evaluates one step)."""
+    selector = node.vector_selector
+    if selector.at is not None:
+        raise PromQLError("bad_data", "the @ modifier is not supported")
+    range_ns = _ns(node.range)
+    hi = ev.steps[0] - _ns(selector.offset)
+    lo = hi - range_ns
+    counter = name in ("rate", "increase")
+    out: Vector = {}
+    for series in ev.select(selector, range_ns):
+        times, values = series.times, series.values
+        first = bisect.bisect_left(times, lo)
+        end = bisect.bisect_right(times, hi)
+        n = end - first
+        if name in ("sum_over_time", "count_over_time", "avg_over_time"):
+            if n <= 0:
+                continue
+            if name == "count_over_time":
+                result = float(n)
+            else:
+                before = 0.0
+                for v in values[:first]:
+                    before += v
+                total = before
+                for v in values[first:end]:
+                    total += v
+                result = total - before
+                if name == "avg_over_time":
+                    result = result / n
+        else:
+            if n < 2:
+                continue
+            last = end - 1
+            change = values[last] - values[first]
+            if counter:
+                lost = [0.0, 0.0]  # lost[k]: the drops of the pairs (p, p + 1) with p + 1 < k
+                running = 0.0
+                for p in range(last):
+                    a = values[p]
+                    running += a if values[p + 1] < a else 0.0
+                    lost.append(running)
+                change = change + (lost[last + 1] - lost[first + 1])
+            result = _extrapolate_one(
+                change, times[first], times[last], values[first], n,
+                lo=lo, hi=hi, counter=counter, rate=name == "rate",
+            )  # fmt: skip
+        out[_drop_name(series.labels)] = result
+    return out
+
+
+def _extrapolate_one(
+    result: float,
+    t_first: int,
+    t_last: int,
+    v_first: float,
+    n: int,
+    *,
+    lo: int,
+    hi: int,
+    counter: bool,
+    rate: bool,
+) -> float:
+    """:func:`_extrapolate` for one value, operation for operation."""
+    to_start = (t_first - lo) / 1e9
+    to_end = (hi - t_last) / 1e9
+    sampled = (t_last - t_first) / 1e9
+    average = sampled / (n - 1)
+    if counter:
+        to_zero = sampled * _divide(v_first, result)
+        if result > 0 and v_first >= 0:
+            to_start = to_zero if to_zero < to_start or math.isnan(to_zero) else to_start
+    threshold = average * 1.1
+    interval = sampled + (to_start if to_start < threshold else average / 2)
+    interval = interval + (to_end if to_end < threshold else average / 2)
+    factor = _divide(interval, sampled)
+    if rate:
+        factor = factor / ((hi - lo) / 1e9)
+    return result * factor
+
+
 _FAST = frozenset(
     {"rate", "increase", "delta", "sum_over_time", "count_over_time", "avg_over_time"}
 )
@@ -448,6 +541,8 @@ def _range_function(ev: Evaluator, name: str, args: list[Any]) -> tuple[str, lis
     if type(first).__name__ != "MatrixSelector":
         raise PromQLError("bad_data", f"{name}() needs a range vector like m[5m]")
     if name in _FAST:
+        if len(ev.steps) == 1:  # an instant query or a rule: no columns worth numpy's setup
+            return "vector", [_instant_range(ev, name, first)]
         return "vector", _fast_range(ev, name, first)
     ranges = _matrix(ev, first)
     q = _scalar_arg(ev, args[0]) if name == "quantile_over_time" else None
