@@ -140,7 +140,7 @@ def write_request(series: int, minutes: int, now_ms: int) -> bytes:
         ts.labels.add(name="__name__", value="http_latency_ms")
         ts.labels.add(name="service", value=service)
         for i in range(steps):
-            value = rng.lognormvariate(5.3 if slow else 4.0, 0.3)
+            value = rng.lognormvariate(6.0 if slow else 4.0, 0.3)
             ts.samples.add(value=round(value, 2), timestamp=now_ms - (steps - i) * 15_000)
         for status, share in (("200", 0.9 if failing else 0.99), ("500", 0.1 if failing else 0.01)):
             ts = message.timeseries.add()
