@@ -5,6 +5,7 @@ times, zeros, windows at the edges."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -30,7 +31,7 @@ series_st = st.lists(
 )
 
 
-def evaluate(storage: MemoryStorage, query: str, steps: list[int]) -> list[dict[object, float]]:
+def evaluate(storage: MemoryStorage, query: str, steps: list[int]) -> list[dict[Any, float]]:
     return Evaluator(storage, steps).run(parse(query)).vectors
 
 
