@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from telemetry import _lifecycle
 from telemetry._ids import ID_POOL
@@ -30,6 +30,9 @@ from telemetry.errors import ValidationError
 from telemetry.instruments import NOOP, Counter, Gauge, Histogram, Instrument, Timer
 from telemetry.models import Event, EventType, Metric, TelemetryData, to_ns
 from telemetry.storage import Storage
+
+if TYPE_CHECKING:
+    from telemetry._runtime import RuntimeMetrics
 
 __all__ = ["OVERFLOW_NAME", "OVERFLOW_TAGS", "CollectorStats", "TelemetryCollector"]
 
@@ -120,6 +123,8 @@ class TelemetryCollector:
         self._max_meta = config.max_metadata_keys
         self._max_message = config.max_message_length
         self._instruments: dict[tuple[str, str, tuple[tuple[str, str], ...]], Instrument] = {}
+        self._extras: list[Callable[[], None]] = []  # undone by close(): hooks, callbacks
+        self.runtime: RuntimeMetrics | None = None
         self._route: Route | None = None
         self._closed = False
         self._pump: threading.Thread | None = None
@@ -130,6 +135,7 @@ class TelemetryCollector:
         else:
             _ = self.storage  # build it now: a bad backend fails here, loudly, not in the pump
             self._start_pump()
+            self._start_extras()
         _lifecycle.track(
             self,
             _lifecycle.Phase.COLLECTOR,
@@ -421,6 +427,31 @@ class TelemetryCollector:
             raise ValidationError(f"unit={unit!r}: a timer measures in 'ms' or 's'", field="unit")
         hist = self._instrument(Histogram, name, unit, tags)
         return hist if hist is NOOP else Timer(hist)
+
+    def timed(self, name: str, unit: str = "ms", tags: Mapping[str, str] | None = None) -> Timer:
+        """:meth:`timer` under the name decorators usually have: ``@collector.timed("x")``
+        on a function or an ``async`` function."""
+        return self.timer(name, unit, tags)
+
+    def register(self, instrument: Instrument) -> None:
+        """Add an instrument of your own: its ``collect(now_ns)`` is called every flush
+        interval on the dispatch thread, and the points it returns are recorded."""
+        key = (f"__{type(instrument).__name__}__{id(instrument)}", "", ())
+        with self._lock:
+            self._instruments[key] = instrument
+
+    def _start_extras(self) -> None:
+        """What the config turns on besides recording: runtime metrics, exception capture.
+        Both are stdlib-only modules of the core, imported only when asked for."""
+        if self.config.runtime_metrics:
+            from telemetry._runtime import RuntimeMetrics
+
+            self.runtime = runtime = RuntimeMetrics(self)
+            self._extras.append(runtime.close)
+        if self.config.capture_exceptions:
+            from telemetry._excepthook import capture_exceptions
+
+            self._extras.append(capture_exceptions(self))
 
     def _request_fold(self, histogram: Histogram) -> None:
         # Called by Histogram.observe once per FOLD_AT observations.
@@ -741,6 +772,8 @@ class TelemetryCollector:
         if self._closed:
             return not (self._events or self._metrics)
         self._closed = True
+        for stop in reversed(self._extras):
+            stop()
         self.collect_event = _closed_record(self, True)  # type: ignore[method-assign]
         self.collect_metric = _closed_record(self, False)  # type: ignore[method-assign]
         timeout = self.config.shutdown_timeout if timeout is None else timeout

@@ -74,6 +74,14 @@ class TelemetryConfig:
         token: bearer token (``ingest`` scope) for ``endpoint``.
         spool_dir: where the exporter keeps batches the server has not yet
             acknowledged (default: a per-user cache directory).
+        service_name: what this program is called in its telemetry: the ``service.name``
+            tag of runtime and HTTP metrics, the source of captured exceptions; ``None``:
+            ``OTEL_SERVICE_NAME``, else the program's file name.
+        runtime_metrics: also record process and runtime metrics (CPU, memory, file
+            descriptors, threads, garbage collection, event-loop lag) every flush interval.
+        capture_exceptions: record uncaught exceptions (main thread, other threads, the
+            event loops the integrations see) as ``critical`` events with their traceback,
+            and flush before the process dies of one.
     """
 
     enabled: bool = True
@@ -95,6 +103,9 @@ class TelemetryConfig:
     endpoint: str | None = None
     token: str | None = None
     spool_dir: str | os.PathLike[str] | None = None
+    service_name: str | None = None
+    runtime_metrics: bool = False
+    capture_exceptions: bool = False
 
     def __post_init__(self) -> None:
         size = self.buffer_size
@@ -107,6 +118,15 @@ class TelemetryConfig:
         """Check every field; raise :class:`ConfigError` naming the first bad one."""
         check_bool("enabled", self.enabled)
         check_bool("realtime_mode", self.realtime_mode)
+        check_bool("runtime_metrics", self.runtime_metrics)
+        check_bool("capture_exceptions", self.capture_exceptions)
+        if self.service_name is not None and (
+            not isinstance(self.service_name, str) or not self.service_name.strip()
+        ):
+            raise ConfigError(
+                f"service_name={self.service_name!r}: must be a non-empty string or None",
+                field="service_name",
+            )
         check_int("buffer_size", self.buffer_size, minimum=1)
         check_int("buffer_capacity", self.buffer_capacity, minimum=1)
         if self.buffer_size > self.buffer_capacity:
@@ -243,6 +263,19 @@ class TelemetryConfig:
                 raise ConfigError(f"{var}: {exc}", field=var) from None
             raise
 
+    def resolved_service_name(self) -> str:
+        """``service_name``, else ``OTEL_SERVICE_NAME``, else the program's file name
+        without its extension (``python`` when there is none)."""
+        if self.service_name:
+            return self.service_name
+        env = os.environ.get("OTEL_SERVICE_NAME", "").strip()
+        if env:
+            return env
+        import sys
+
+        program = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else ""
+        return program if program and program not in ("-c", "-m", "__main__") else "python"
+
     def resolved_storage_path(self) -> Path:
         """The storage path, or the default for the chosen backend (``./rimp-data``)."""
         if self.storage_path is not None:
@@ -261,7 +294,7 @@ _INT_FIELDS = {
     "max_message_length",
 }
 _FLOAT_FIELDS = {"flush_interval", "block_timeout", "shutdown_timeout"}
-_BOOL_FIELDS = {"enabled", "realtime_mode"}
+_BOOL_FIELDS = {"enabled", "realtime_mode", "runtime_metrics", "capture_exceptions"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -287,7 +320,8 @@ def _parse_env(var: str, name: str, raw: str) -> Any:
             return float(text)
         except ValueError:
             raise ConfigError(f"{var}={raw!r}: must be a number of seconds", field=var) from None
-    if name in ("storage_path", "retention", "raw_retention", "endpoint", "token", "spool_dir"):
+    if name in ("storage_path", "retention", "raw_retention", "endpoint", "token", "spool_dir",
+                "service_name"):  # fmt: skip
         return text or None
     return text
 
