@@ -7,11 +7,12 @@ Example::
     application = TelemetryMiddleware(application, collector=collector)     # any WSGI app
 
 Each request records ``http.server.request.duration`` with its route template (Flask's
-matched rule, ``/items/<int:item_id>`` written ``/items/{item_id}``; ``route_of`` for
-other frameworks), method and status, and ``http.server.active_requests``. The duration
-runs until the server closes the response, so a streamed body is timed to its last
-byte. An exception (from the app or while streaming) is recorded as an ``error`` event
-with its traceback and raised again.
+matched rule, ``/items/<int:item_id>`` written ``/items/{item_id}``, noted by a
+``before_request`` function the middleware adds to the Flask app; ``route_of`` for other
+frameworks), method and status, and ``http.server.active_requests``. The request is
+recorded once its body has been sent (the last chunk of a streamed body), or when the
+server closes it unread. An exception (from the app or while streaming) is recorded as
+an ``error`` event with its traceback and raised again.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class TelemetryMiddleware:
         self.app = app
         self.metrics = ServerMetrics(collector, service)
         self.route_of = route_of
+        _hook_flask(app)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = method_of(environ.get("REQUEST_METHOD", "GET"))
@@ -102,16 +104,35 @@ class TelemetryMiddleware:
     def _route(self, environ: Environ) -> str:
         if self.route_of is not None:
             return self.route_of(environ) or UNMATCHED
-        # Flask's request (a Werkzeug Request) puts itself in the environ; its url_rule is
-        # the rule that matched, or None.
-        request = environ.get("werkzeug.request")
-        rule = getattr(getattr(request, "url_rule", None), "rule", None)
+        rule = environ.get(_ROUTE_KEY)
         return template_of(rule) if rule else UNMATCHED
 
 
+_ROUTE_KEY = "rimp.route"
+
+
+def _hook_flask(app: Any) -> None:
+    """For Flask (``app.wsgi_app`` is a bound method of the Flask app): note the matched
+    rule in the environ first thing in each request, while Flask still knows it (it
+    forgets the request before the body is sent)."""
+    flask_app = getattr(app, "__self__", None)
+    funcs = getattr(flask_app, "before_request_funcs", None)
+    if not isinstance(funcs, dict):
+        return
+    from flask import request
+
+    def note_route() -> None:
+        rule = request.url_rule
+        request.environ[_ROUTE_KEY] = rule.rule if rule is not None else None
+
+    first = funcs.setdefault(None, [])
+    if not any(getattr(f, "__name__", "") == "note_route" for f in first):
+        first.insert(0, note_route)
+
+
 class _Body:
-    """The response body, passed through; calls ``done`` once, when the server closes it
-    (after the last byte) or when producing it fails."""
+    """The response body, passed through; calls ``done`` once: after its last chunk, when
+    producing it fails, or when the server closes it unread."""
 
     def __init__(self, body: Iterable[bytes], done: Callable[[BaseException | None], None]) -> None:
         self._body = body
@@ -124,6 +145,7 @@ class _Body:
         except Exception as exc:
             self._finish(exc)
             raise
+        self._finish(None)  # the last byte is out (close() may come later, or never in tests)
 
     def close(self) -> None:
         try:
