@@ -3,7 +3,10 @@
 Used by ``rimp demo`` (the library demo) and ``rimp serve --demo`` (the server
 with live demo data); it needs nothing but a collector.
 
-Every six minutes the services have incidents, so the demo's alert rules
+Each request is also the point the HTTP integrations record
+(``http.server.request.duration``, by service, method, route and status), so the
+dashboard's services view has something to show. Every six minutes the services have
+incidents, so the demo's alert rules
 (``demo_rules.yml``) fire and resolve while you watch: billing fails a fifth of its
 requests for a minute (from 0:20), search is four times slower for 90 seconds (from
 2:00), and api goes silent for 90 seconds (from 4:00).
@@ -32,6 +35,16 @@ SERVICES = {
     "billing": ["/charge", "/refund"],
     "search": ["/query", "/suggest"],
 }
+ROUTES = {
+    "/users": ("GET", "/users/{user_id}"),
+    "/orders": ("POST", "/orders"),
+    "/search": ("GET", "/search"),
+    "/charge": ("POST", "/charges"),
+    "/refund": ("POST", "/charges/{charge_id}/refund"),
+    "/query": ("GET", "/query"),
+    "/suggest": ("GET", "/suggest"),
+}
+"""Each endpoint as the HTTP integrations would record it: method and route template."""
 
 
 def incident(name: str, elapsed: float) -> bool:
@@ -65,7 +78,21 @@ def _service(collector: TelemetryCollector, name: str, rate: float, stop: thread
         collector.collect_metric("response_time", ms, "ms", {"service": name, "endpoint": ep})
         queue.set(rng.randint(0, 40))
         roll = rng.random()
-        if roll < (0.2 if trouble else 0.002):
+        failed = roll < (0.2 if trouble else 0.002)
+        method, route = ROUTES[ep]
+        # What TelemetryMiddleware records for each request (docs/integrations.md).
+        collector.collect_metric(
+            "http.server.request.duration",
+            ms / 1000,
+            "s",
+            {
+                "service.name": name,
+                "http.request.method": method,
+                "http.route": route,
+                "http.response.status_code": "502" if failed else "200",
+            },
+        )
+        if failed:
             collector.collect_event(
                 name,
                 f"{ep} failed: upstream timeout",
