@@ -12,6 +12,7 @@ A client request is a point of ``http.client.request.duration`` tagged with the 
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +41,11 @@ def method_of(method: str) -> str:
     return upper if upper in _METHODS else "_OTHER"
 
 
+@functools.lru_cache(maxsize=4096)
 def template_of(rule: str) -> str:
     """A Flask/Werkzeug or Django route (``/items/<int:item_id>``) written as OpenAPI and
-    Starlette write it (``/items/{item_id}``), so every framework's routes look alike."""
+    Starlette write it (``/items/{item_id}``), so every framework's routes look alike.
+    (Cached: an app has few routes, and this runs on every request.)"""
     text = _CONVERTER.sub(r"{\1}", rule)
     return text if text.startswith("/") else "/" + text
 
