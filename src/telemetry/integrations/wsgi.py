@@ -88,6 +88,7 @@ class TelemetryMiddleware:
         failure: BaseException | None,
     ) -> None:
         self.metrics.active(method).dec()
+        failure = failure or environ.get(_EXCEPTION_KEY)  # one Flask answered 500 for
         self._done(environ, method, status[0] or (500 if failure else 0), started, failure)
 
     def _done(
@@ -109,25 +110,31 @@ class TelemetryMiddleware:
 
 
 _ROUTE_KEY = "rimp.route"
+_EXCEPTION_KEY = "rimp.exception"
 
 
 def _hook_flask(app: Any) -> None:
     """For Flask (``app.wsgi_app`` is a bound method of the Flask app): note the matched
     rule in the environ first thing in each request, while Flask still knows it (it
-    forgets the request before the body is sent)."""
+    forgets the request before the body is sent), and the exception of a view that Flask
+    turns into a 500 itself (its ``got_request_exception`` signal), for the error event."""
     flask_app = getattr(app, "__self__", None)
     funcs = getattr(flask_app, "before_request_funcs", None)
     if not isinstance(funcs, dict):
         return
-    from flask import request
+    from flask import got_request_exception, request
 
     def note_route() -> None:
         rule = request.url_rule
         request.environ[_ROUTE_KEY] = rule.rule if rule is not None else None
 
+    def note_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
+        request.environ[_EXCEPTION_KEY] = exception
+
     first = funcs.setdefault(None, [])
     if not any(getattr(f, "__name__", "") == "note_route" for f in first):
         first.insert(0, note_route)
+        got_request_exception.connect(note_exception, flask_app, weak=False)
 
 
 class _Body:
