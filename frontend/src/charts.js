@@ -19,14 +19,14 @@ const TARGET_BUCKETS = 150;
 const HEIGHT = 220;
 const MAX_PENDING = 50000;
 const REFRESH_S = 5;
-const WINDOW_LABELS = { '5m': 'last 5 min', '15m': 'last 15 min', '1h': 'last hour', '6h': 'last 6 h', '24h': 'last 24 h', custom: 'custom' };
-const PALETTE = {
+export const WINDOW_LABELS = { '5m': 'last 5 min', '15m': 'last 15 min', '1h': 'last hour', '6h': 'last 6 h', '24h': 'last 24 h', custom: 'custom' };
+export const PALETTE = {
   light: ['#0072b2', '#d55e00', '#009e73', '#cc79a7', '#8a6d00', '#1f9bd6', '#6a3d9a', '#5f6b76'],
   dark: ['#56b4e9', '#e69f00', '#2ec4a0', '#e58fc1', '#f0e442', '#ff8f66', '#b99ae6', '#b0b8c0'],
 };
 const RANGE_HINT = 'From must be a time before To (e.g. -30m, 2024-05-01 12:00, now).';
 
-const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
+export const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
 
 /** A bucket width (seconds) giving about TARGET_BUCKETS buckets over ``span`` seconds. */
 export function bucketFor(span) {

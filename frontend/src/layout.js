@@ -1,11 +1,15 @@
 // The view in the URL hash, so that a link shares it:
-//   #c=NAME|AGG|WINDOW|TAGS|GROUPBY|FROM|TO&p=PROMQL|WINDOW|FROM|TO&src=SOURCES&type=T1,T2&q=TEXT
-// (c= a metric chart, p= a PromQL chart; charts keep their order)
+//   #services&sw=WINDOW&svc=SERVICE&c=NAME|AGG|WINDOW|TAGS|GROUPBY|FROM|TO&p=PROMQL|WINDOW|FROM|TO&src=SOURCES&type=T1,T2&q=TEXT
+// (services: the services view is open, sw= its window, svc= the one service shown;
+// c= a metric chart, p= a PromQL chart; charts keep their order)
 // Each field is percent-encoded; TAGS is k:v,k:v with k and v percent-encoded.
 
 import { AGGREGATES, EVENT_TYPES } from './constants.generated.js';
 
 export const WINDOWS = { '5m': 300, '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, custom: 0 };
+
+/** The services view's window when the URL names none. */
+export const SERVICES_WINDOW = '15m';
 
 const enc = encodeURIComponent;
 
@@ -67,22 +71,46 @@ export function decodePromChart(text) {
 }
 
 /** The page's state as a hash (without the leading #). */
-export function encodeLayout({ charts, filters }) {
-  const parts = charts.map((c) => (c.promql ? 'p=' + encodePromChart(c) : 'c=' + encodeChart(c)));
+export function encodeLayout({ charts, filters, services }) {
+  const parts = [];
+  if (services?.open) {
+    parts.push('services');
+    if (services.win && services.win !== SERVICES_WINDOW) parts.push('sw=' + services.win);
+    if (services.service) parts.push('svc=' + enc(services.service));
+  }
+  parts.push(...charts.map((c) => (c.promql ? 'p=' + encodePromChart(c) : 'c=' + encodeChart(c))));
   if (filters.source) parts.push('src=' + enc(filters.source));
   if (filters.types && filters.types.length < EVENT_TYPES.length) parts.push('type=' + filters.types.join(','));
   if (filters.search) parts.push('q=' + enc(filters.search));
   return parts.join('&');
 }
 
+/**
+ * The state in a hash: ``{charts, filters, services, overview}``. ``overview`` says whether
+ * the hash sets anything of the feed and charts (else the page may add its default charts).
+ */
 export function decodeLayout(hash) {
   const charts = [];
   const filters = { source: '', types: [...EVENT_TYPES], search: '' };
+  const services = { open: false, win: SERVICES_WINDOW, service: '' };
+  let overview = false;
   for (const part of hash.replace(/^#/, '').split('&')) {
+    if (part === 'services') {
+      services.open = true;
+      continue;
+    }
     const at = part.indexOf('=');
     if (at < 0) continue;
     const key = part.slice(0, at);
     const value = part.slice(at + 1);
+    if (key === 'sw') {
+      if (value in WINDOWS && value !== 'custom') services.win = value;
+      continue;
+    } else if (key === 'svc') {
+      services.service = dec(value);
+      continue;
+    }
+    if (['c', 'p', 'src', 'type', 'q'].includes(key)) overview = true;
     if (key === 'c' || key === 'p') {
       const spec = key === 'c' ? decodeChart(value) : decodePromChart(value);
       if (spec) charts.push(spec);
@@ -94,5 +122,5 @@ export function decodeLayout(hash) {
       filters.search = dec(value);
     }
   }
-  return { charts, filters };
+  return { charts, filters, services, overview };
 }

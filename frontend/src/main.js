@@ -1,4 +1,4 @@
-// The RIMP live dashboard: alerts, event feed, metric charts and health strip.
+// The RIMP live dashboard: alerts, event feed, metric charts, health strip and the services view.
 
 import { admin, Alerts } from './alerts.js';
 import { auth, checkToken, needToken, onTokenNeeded } from './api.js';
@@ -7,6 +7,7 @@ import { Feed } from './feed.js';
 import { $ } from './dom.js';
 import { Health } from './health.js';
 import { decodeLayout, encodeLayout } from './layout.js';
+import { Services } from './services.js';
 
 const REASONS = {
   required: '',
@@ -108,13 +109,33 @@ async function boot() {
   const streams = [];
   const onState = () => connection(streams);
   const writeHash = () => {
-    const hash = encodeLayout({ charts: board.specs(), filters: feed.filters });
+    const hash = encodeLayout({ charts: board.specs(), filters: feed.filters, services: services.state() });
     applied = hash;
     history.replaceState(null, '', hash ? `#${hash}` : location.pathname + location.search);
   };
   const alerts = new Alerts();
   const feed = new Feed({ onChange: writeHash, onState, onEvent: (record) => alerts.onEvent(record) });
   const board = new Board({ onChange: writeHash, onState });
+  // the default charts wait until the feed and charts are shown (#services opens without)
+  let defaults = false;
+  let seriesLoaded = null;
+  const addDefaults = async () => {
+    if (!defaults || services.open || board.charts.length) return;
+    defaults = false;
+    await seriesLoaded;
+    const specs = defaultCharts(board);
+    if (specs.length && !board.charts.length) {
+      board.setCharts(specs);
+      writeHash();
+    }
+  };
+  const services = new Services({
+    onChange: (opened) => {
+      writeHash();
+      if (opened === false) addDefaults();
+      window.scrollTo(0, 0);
+    },
+  });
   streams.push(feed.stream, board.stream);
 
   $('token-forget').addEventListener('click', () => {
@@ -125,16 +146,19 @@ async function boot() {
   document.addEventListener('rimp:tokens', tokenButtons);
   if (auth.required && !auth.token) await needToken('required');
   tokenButtons();
+  seriesLoaded = board.loadSeries().catch(() => null); // it only feeds the picker and the defaults
 
   const apply = (hash) => {
     applied = hash;
     const layout = decodeLayout(hash);
     feed.setFilters(layout.filters);
     board.setCharts(layout.charts);
+    services.setState(layout.services);
+    return layout;
   };
   // #alerts (the link in alert notifications) points at the alerts strip: no layout
   const initial = location.hash === '#alerts' ? '' : location.hash.slice(1);
-  apply(initial);
+  defaults = !apply(initial).overview;
   window.addEventListener('hashchange', () => {
     const hash = location.hash.slice(1);
     if (hash !== applied) apply(hash);
@@ -147,6 +171,7 @@ async function boot() {
     }
     const t = e.target;
     if (e.ctrlKey || e.metaKey || e.altKey || t.closest('input, select, textarea, dialog[open]')) return;
+    if (services.open) return; // the keys below are the feed's
     if (e.key === '/') {
       e.preventDefault();
       $('f-search').focus();
@@ -158,18 +183,7 @@ async function boot() {
 
   new Health().start();
   alerts.start();
-  try {
-    await board.loadSeries();
-    if (!initial && !board.charts.length) {
-      const specs = defaultCharts(board);
-      if (specs.length) {
-        board.setCharts(specs);
-        writeHash();
-      }
-    }
-  } catch {
-    // the series list only feeds the picker and the defaults
-  }
+  await addDefaults();
   document.body.dataset.ready = 'true';
 }
 
