@@ -23,7 +23,6 @@ import argparse
 import math
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 import cramjam
 import httpx
 
+from _net import free_port, wait
 from telemetry.alerting import AlertEngine, AlertStore, load_rules
 from telemetry.models import Event, EventType, TelemetryData
 from telemetry.protocols.proto.remote_write_pb2 import WriteRequest
@@ -56,24 +56,6 @@ groups:
           sum by (service) (rate(http_requests_total{status="500"}[5m]))
             / sum by (service) (rate(http_requests_total[5m])) > 0.05
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait(client: httpx.Client, path: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if client.get(path).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{path} did not answer")
 
 
 # --- part 1: event rules on the stream ------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,26 +28,10 @@ from pathlib import Path
 
 import httpx
 
+from _net import free_port, wait
+
 DAY = 86_400
 BASE = 1_796_083_200  # a whole day, in Unix seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait(client: httpx.Client, path: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if client.get(path).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{path} did not answer")
 
 
 def series_values(series: int, points: int) -> tuple[list[int], list[list[float]]]:

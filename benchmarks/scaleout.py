@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import httpx
 import msgspec
 import psycopg
 
+from _net import free_port
 from telemetry.models import Event, EventType, Metric, TelemetryData, new_id
 from telemetry.storage.postgres import PostgresStorage
 
@@ -196,12 +196,6 @@ def part_queries(total: int) -> list[str]:
 
 
 # --- cluster -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def generate(url: str, gen: int, seconds: float, batch: int, out: Any) -> None:

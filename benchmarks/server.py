@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from _net import free_port
 
 LOAD = r"""
 import sys, threading, time, json, http.client
@@ -61,12 +62,6 @@ for t in threads: t.join()
 print(json.dumps({"events": sum(sent), "seconds": time.perf_counter() - start,
                   "latency": sorted(lat)}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def proc_stats(pid: int) -> tuple[float, int]:
