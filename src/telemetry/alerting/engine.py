@@ -126,6 +126,9 @@ class AlertEngine:
         self._saved = store.load_alerts()
         self._silences = {s.id: s for s in store.silences()}
         self._lock = threading.RLock()
+        # One evaluation round at a time, and never across a reload (which replaces the
+        # rules the round iterates); ``_lock`` alone guards what observe() touches.
+        self._round = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,7 +144,7 @@ class AlertEngine:
         """Run ``rules`` from now on; a rule that is the same rule (same group, name and
         definition) keeps its alerts, the others start afresh."""
         now = self.clock()
-        with self._lock:
+        with self._round, self._lock:
             old = self.status
             self.status = {}
             windows: dict[str, EventWindow] = {}
@@ -227,7 +230,10 @@ class AlertEngine:
 
     def run_once(self, now: int | None = None) -> None:
         """Evaluate what is due at ``now``, decide notifications, queue them."""
-        now = self.clock() if now is None else now
+        with self._round:
+            self._run_once(self.clock() if now is None else now)
+
+    def _run_once(self, now: int) -> None:
         changed: dict[str, dict[str, Alert]] = {}
         for clock in list(self.groups.values()):
             if clock.next_at > now:
