@@ -105,20 +105,20 @@ export function decodeLayout(hash) {
     const value = part.slice(at + 1);
     if (key === 'sw') {
       if (value in WINDOWS && value !== 'custom') services.win = value;
-      continue;
     } else if (key === 'svc') {
       services.service = dec(value);
-      continue;
-    }
-    if (['c', 'p', 'src', 'type', 'q'].includes(key)) overview = true;
-    if (key === 'c' || key === 'p') {
+    } else if (key === 'c' || key === 'p') {
+      overview = true;
       const spec = key === 'c' ? decodeChart(value) : decodePromChart(value);
       if (spec) charts.push(spec);
     } else if (key === 'src') {
+      overview = true;
       filters.source = dec(value);
     } else if (key === 'type') {
+      overview = true;
       filters.types = value.split(',').filter((t) => EVENT_TYPES.includes(t));
     } else if (key === 'q') {
+      overview = true;
       filters.search = dec(value);
     }
   }

@@ -130,9 +130,11 @@ async function boot() {
     }
   };
   const services = new Services({
+    // opened: true or false when the view was switched, undefined when its settings changed
     onChange: (opened) => {
       writeHash();
-      if (opened === false) addDefaults();
+      if (opened === undefined) return;
+      if (!opened) addDefaults();
       window.scrollTo(0, 0);
     },
   });

@@ -78,20 +78,18 @@ def _service(collector: TelemetryCollector, name: str, rate: float, stop: thread
         collector.collect_metric("response_time", ms, "ms", {"service": name, "endpoint": ep})
         queue.set(rng.randint(0, 40))
         roll = rng.random()
-        failed = roll < (0.2 if trouble else 0.002)
+        failed = roll < (0.2 if trouble and name == "billing" else 0.002)
         method, route = ROUTES[ep]
         # What TelemetryMiddleware records for each request (docs/integrations.md).
-        collector.collect_metric(
-            "http.server.request.duration",
-            ms / 1000,
-            "s",
-            {
-                "service.name": name,
-                "http.request.method": method,
-                "http.route": route,
-                "http.response.status_code": "502" if failed else "200",
-            },
-        )
+        tags = {
+            "service.name": name,
+            "http.request.method": method,
+            "http.route": route,
+            "http.response.status_code": "502" if failed else "200",
+        }
+        if failed:
+            tags["error.type"] = "502"
+        collector.collect_metric("http.server.request.duration", ms / 1000, "s", tags)
         if failed:
             collector.collect_event(
                 name,
