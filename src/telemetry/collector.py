@@ -14,11 +14,12 @@ the storage has taken everything (``records_flushed`` counts what it took).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from telemetry import _lifecycle
@@ -34,10 +35,27 @@ from telemetry.storage import Storage
 if TYPE_CHECKING:
     from telemetry._runtime import RuntimeMetrics
 
-__all__ = ["OVERFLOW_NAME", "OVERFLOW_TAGS", "CollectorStats", "TelemetryCollector"]
+__all__ = ["COMPILED", "OVERFLOW_NAME", "OVERFLOW_TAGS", "CollectorStats", "TelemetryCollector"]
 
 _log = logging.getLogger("telemetry.collector")
 _ns = time.time_ns
+
+
+def _load_hotpath() -> ModuleType | None:
+    """The compiled recording path, unless ``RIMP_PURE_PYTHON=1`` or it was not built
+    (no C compiler where RIMP was installed): then the pure-Python methods run."""
+    if os.environ.get("RIMP_PURE_PYTHON") == "1":
+        return None
+    try:
+        from telemetry import _hotpath  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _hotpath  # type: ignore[no-any-return]
+
+
+_HOTPATH = _load_hotpath()
+COMPILED = _HOTPATH is not None
+"""Whether collectors record through the compiled path (``telemetry._hotpath``)."""
 _EVENT_TYPE = EventType
 _STR = str
 _DICT = dict
@@ -134,6 +152,8 @@ class TelemetryCollector:
             self.collect_metric = _disabled_record  # type: ignore[method-assign]
         else:
             _ = self.storage  # build it now: a bad backend fails here, loudly, not in the pump
+            if _HOTPATH is not None:
+                self._compile_recording()
             self._start_pump()
             self._start_extras()
         _lifecycle.track(
@@ -142,6 +162,23 @@ class TelemetryCollector:
             at_exit=TelemetryCollector.close,
             after_fork=TelemetryCollector._after_fork_in_child,
         )
+
+    def _compile_recording(self) -> None:
+        """Put the compiled ``collect_metric`` / ``collect_event`` in place of the methods.
+
+        They take the common case (exact types, no timestamp, room in the buffer) and hand
+        every other call, untouched, to the methods below: the reference, which keeps
+        every rule, message and policy.
+        """
+        assert _HOTPATH is not None
+        cls = TelemetryCollector
+        for kind, method, record in (("metric", cls.collect_metric, Metric),
+                                     ("event", cls.collect_event, Event)):  # fmt: skip
+            fast = _HOTPATH.recorder(
+                self, kind, method.__get__(self), record, ID_POOL, EventType, EventType.INFO,
+                self._max_message, self._max_meta,
+            )  # fmt: skip
+            setattr(self, f"collect_{kind}", fast)
 
     def _init_state(self) -> None:
         """(Re)create buffers, counters and synchronisation (also in a forked child)."""

@@ -20,7 +20,7 @@ PUBLIC: dict[str, set[str]] = {
         "TelemetryError", "Timer", "TokenError", "ValidationError", "__version__",
     },
     "telemetry.collector": {
-        "OVERFLOW_NAME", "OVERFLOW_TAGS", "CollectorStats", "TelemetryCollector",
+        "COMPILED", "OVERFLOW_NAME", "OVERFLOW_TAGS", "CollectorStats", "TelemetryCollector",
     },
     "telemetry.config": {"OVERFLOW_POLICIES", "STORAGE_BACKENDS", "TelemetryConfig"},
     "telemetry.models": {
