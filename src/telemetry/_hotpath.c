@@ -38,7 +38,8 @@ typedef struct {
     int is_event;
 } Recorder;
 
-static PyObject *s_capacity, *s_idle, *s_wake_at, *s_signal, *s_append, *s_blocks, *s_empty;
+static PyObject *s_capacity, *s_idle, *s_wake_at, *s_signal, *s_append, *s_blocks, *s_empty,
+    *s_name, *s_tags;
 static PyObject *s_metric_kw[5], *s_event_kw[5];
 
 static void
@@ -442,7 +443,69 @@ static PyTypeObject RecorderType = {
     .tp_vectorcall_offset = offsetof(Recorder, vectorcall),
 };
 
+/* skip_known(metrics, start, names, known, encode): the index of the first point at or
+ * after start that is not of a series already let through (its name in names, and
+ * (name, encode(tags)) in known; no tags at all counts as known), or len(metrics). The
+ * dispatch thread's series limit runs its Python logic only from there. */
+static PyObject *
+skip_known(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyList_Check(args[0]) || !PySet_Check(args[2]) || !PySet_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "skip_known(list, int, set, set, encode)");
+        return NULL;
+    }
+    PyObject *metrics = args[0], *names = args[2], *known = args[3], *encode = args[4];
+    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(metrics);
+    for (; i < n; i++) {
+        PyObject *m = PyList_GET_ITEM(metrics, i);
+        PyObject *name = PyObject_GetAttr(m, s_name);
+        if (name == NULL)
+            return NULL;
+        int has = PySet_Contains(names, name);
+        if (has <= 0) {
+            Py_DECREF(name);
+            if (has < 0)
+                return NULL;
+            break;
+        }
+        PyObject *tags = PyObject_GetAttr(m, s_tags);
+        if (tags == NULL) {
+            Py_DECREF(name);
+            return NULL;
+        }
+        int empty = PyDict_Check(tags) && PyDict_GET_SIZE(tags) == 0;
+        PyObject *encoded = empty ? NULL : PyObject_CallOneArg(encode, tags);
+        Py_DECREF(tags);
+        if (empty) {
+            Py_DECREF(name);
+            continue;
+        }
+        if (encoded == NULL) {
+            Py_DECREF(name);
+            return NULL;
+        }
+        PyObject *key = PyTuple_Pack(2, name, encoded);
+        Py_DECREF(name);
+        Py_DECREF(encoded);
+        if (key == NULL)
+            return NULL;
+        has = PySet_Contains(known, key);
+        Py_DECREF(key);
+        if (has <= 0) {
+            if (has < 0)
+                return NULL;
+            break;
+        }
+    }
+    return PyLong_FromSsize_t(i);
+}
+
 static PyMethodDef methods[] = {
+    {"skip_known", (PyCFunction)(void (*)(void))skip_known, METH_FASTCALL,
+     "skip_known(metrics, start, names, known, encode): the first point not of a known series."},
     {"recorder", (PyCFunction)make_recorder, METH_VARARGS,
      "recorder(collector, kind, fallback, record_type, pool, event_type, info, max_message, "
      "max_meta): the compiled collect_metric (kind 'metric') or collect_event ('event')."},
@@ -471,6 +534,8 @@ intern_all(void)
                    (s_signal = PyUnicode_InternFromString("_signal")) &&
                    (s_append = PyUnicode_InternFromString("append")) &&
                    (s_blocks = PyUnicode_InternFromString("_blocks")) &&
+                   (s_name = PyUnicode_InternFromString("name")) &&
+                   (s_tags = PyUnicode_InternFromString("tags")) &&
                    (s_empty = PyUnicode_New(0, 0))
                ? 0
                : -1;

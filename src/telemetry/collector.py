@@ -724,7 +724,17 @@ class TelemetryCollector:
         known = self._tag_keys
         canonical_sets = self._tag_sets
         encode = _encode_tags
-        for m in metrics:
+        skip = _HOTPATH.skip_known if _HOTPATH is not None and type(metrics) is list else None
+        i, n = 0, len(metrics)
+        while i < n:
+            if skip is not None:
+                # The points of series already let through, in C; what is left of the
+                # loop (a new name, a new tag set, the limits) runs below, in Python.
+                i = skip(metrics, i, names, known, encode)
+                if i >= n:
+                    break
+            m = metrics[i]
+            i += 1
             if m.name not in names:
                 if len(names) > max_names:  # names holds OVERFLOW_NAME besides them
                     folded += self._fold_name(m)

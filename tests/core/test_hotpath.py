@@ -279,3 +279,43 @@ def test_no_reference_is_leaked_on_the_fast_path_or_the_fallback() -> None:
         assert after == before
     finally:
         collector.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    points=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "d"]),
+            st.dictionaries(
+                st.sampled_from(["k", "j"]), st.sampled_from(["1", "2", "3"]), max_size=2
+            ),
+        ),
+        max_size=60,
+    ),
+    limits=st.tuples(st.integers(min_value=1, max_value=4), st.integers(min_value=1, max_value=5)),
+)
+def test_the_series_limit_skips_known_series_as_the_python_loop(
+    points: list[tuple[str, dict[str, str]]], limits: tuple[int, int]
+) -> None:
+    """The dispatch thread's series limit lets C skip the points of known series; what it
+    folds, and how, is the pure loop's (run with the compiled module taken away)."""
+    import telemetry.collector as collector_module
+    from telemetry.models import Metric
+
+    max_sets, max_names = limits
+    outcomes = []
+    for compiled in (True, False):
+        c = TelemetryCollector(TelemetryConfig(max_tag_sets=max_sets, max_metric_names=max_names))
+        saved = collector_module._HOTPATH
+        if not compiled:
+            collector_module._HOTPATH = None
+        try:
+            batch = [Metric(n, 1.0, "", dict(t), 0, str(i)) for i, (n, t) in enumerate(points)]
+            # Twice: the second pass meets the series the first let through.
+            folded = [c._limit_cardinality(list(batch[: len(batch) // 2])),
+                      c._limit_cardinality(batch)]  # fmt: skip
+            outcomes.append((folded, [(m.name, m.tags) for m in batch]))
+        finally:
+            collector_module._HOTPATH = saved
+            c.close()
+    assert outcomes[0] == outcomes[1]
