@@ -31,7 +31,7 @@ def _say(message: str) -> None:
 def compile_hotpath(source: Path, target: Path) -> bool:
     """Compile ``source`` into the extension ``target``; False (and nothing written) when
     this machine cannot."""
-    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
     include = sysconfig.get_paths()["include"]
     command = [*cc, "-O2", "-fPIC", "-shared", f"-I{include}", str(source), "-o", str(target)]
     try:
