@@ -12,10 +12,8 @@ route of ``shop-api``; the failure's traceback is in the event feed. Environment
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
-from collections.abc import AsyncIterator
 
 import httpx
 import uvicorn
@@ -36,16 +34,7 @@ collector = TelemetryCollector(
     )
 )
 
-
-@contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
-    # uvicorn ends the process with the signal it received, past the exit handlers:
-    # send what is buffered now.
-    collector.close()
-
-
-app = FastAPI(lifespan=lifespan)
+app = FastAPI()
 app.add_middleware(TelemetryMiddleware, collector=collector)  # the one line
 # Outgoing calls are timed too (http.client.request.duration).
 upstream = httpx.AsyncClient(transport=AsyncTelemetryTransport(collector=collector), timeout=5)

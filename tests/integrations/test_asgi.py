@@ -212,3 +212,16 @@ def test_route_of_serves_frameworks_without_starlette_routes(captured: Captured)
     client = TestClient(app)  # no lifespan: this bare app answers HTTP only
     assert client.get("/v1/things/9").status_code == 204
     assert requests_of(captured)[0][:3] == ("GET", "/v1/things/{id}", "204")
+
+
+def test_the_apps_shutdown_waits_for_the_collector_to_flush() -> None:
+    """uvicorn ends the process right after the lifespan's shutdown, past exit handlers:
+    the middleware reports the shutdown only once the records are stored."""
+    with capture(TelemetryConfig(flush_interval=3600, buffer_size=10_000)) as captured:
+        app = fastapi_app()
+        app.add_middleware(TelemetryMiddleware, collector=captured.collector)
+        with TestClient(app) as client:
+            client.get("/items/1")
+            assert captured.storage.metrics == []  # no flush is due for an hour
+        stored = [m for m in captured.storage.metrics if m.name == DURATION]
+        assert len(stored) == 1

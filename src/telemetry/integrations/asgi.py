@@ -11,7 +11,11 @@ Each HTTP request records ``http.server.request.duration`` with its route templa
 frameworks), method and status, and ``http.server.active_requests``
 (:mod:`telemetry.integrations._http`). A streaming response is timed to its last byte.
 An exception is recorded (an ``error`` event with its traceback) and raised again.
-WebSocket and lifespan scopes pass through untouched. The first request also lets the
+WebSocket and lifespan scopes pass through untouched, but for one wait: the app's shutdown
+is reported to the server once the collector has flushed (and, when it ships to a server,
+sent), so the last records are not lost where the server ends the process right after
+(uvicorn does). The first request also
+lets the
 collector watch the event loop: its lag (with ``runtime_metrics``) and the exceptions
 that reach it (with ``capture_exceptions``).
 """
@@ -67,6 +71,9 @@ class TelemetryMiddleware:
         self._loop_seen = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._flush_at_shutdown(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -100,6 +107,19 @@ class TelemetryMiddleware:
             code = status or (500 if failure is not None else 499)
             self.metrics.record(method, self._route(scope, root), code, elapsed, failure)
 
+    def _flush_at_shutdown(self, send: Send) -> Send:
+        """The lifespan's ``send``, unchanged, except that the app's shutdown is reported only
+        once the collector has stored (or spooled) what it holds: servers such as uvicorn
+        end the process right after, past the interpreter's exit handlers."""
+
+        async def send_after_flush(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                collector = self.metrics.collector
+                await asyncio.get_running_loop().run_in_executor(None, _drain, collector)
+            await send(message)
+
+        return send_after_flush
+
     def _route(self, scope: Scope, root: str) -> str:
         if self.route_of is not None:
             return self.route_of(scope) or UNMATCHED
@@ -122,6 +142,16 @@ class TelemetryMiddleware:
     def _watch_loop(self) -> None:
         self._loop_seen = True
         watch_event_loop(self.metrics.collector, asyncio.get_running_loop())
+
+
+def _drain(collector: TelemetryCollector) -> None:
+    """Flush the collector, then its exporter if it ships (sent, not only spooled), within
+    the collector's ``shutdown_timeout``; the collector stays open."""
+    deadline = time.monotonic() + collector.config.shutdown_timeout
+    collector.flush(collector.config.shutdown_timeout)
+    send_all = getattr(collector.storage, "flush", None)
+    if callable(send_all):
+        send_all(max(deadline - time.monotonic(), 0.0))
 
 
 def _mount_template(app: Any, mounted: str) -> str | None:
