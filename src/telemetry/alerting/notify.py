@@ -114,7 +114,6 @@ class Notifier:
         self.store = store
         self.external_url = external_url
         self.groups = {k: GroupState(**v) for k, v in store.load_groups().items()}
-        self.sent = 0
         self.configure(route, receivers)
 
     def configure(self, route: Route | None, receivers: Mapping[str, Receiver]) -> None:
@@ -164,7 +163,6 @@ class Notifier:
                 changed[key] = dict(group.__dict__)
         if changed:
             self.store.commit_groups(changed, queued, now)
-        self.sent += len(queued)
         return len(queued)
 
     def _flush(
