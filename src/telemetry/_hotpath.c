@@ -39,7 +39,7 @@ typedef struct {
 } Recorder;
 
 static PyObject *s_capacity, *s_idle, *s_wake_at, *s_signal, *s_append, *s_blocks, *s_empty,
-    *s_name, *s_tags;
+    *s_name, *s_tags, *s_lock, *s_values, *s_acquire, *s_release;
 static PyObject *s_metric_kw[5], *s_event_kw[5];
 
 static void
@@ -503,7 +503,97 @@ skip_known(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(i);
 }
 
+/* Histogram.observe: the lock, the append, the release, in one C call. The pure method
+ * (set by setup_observe) takes what is not a finite float or int, and the observation that
+ * fills the list to FOLD_AT (the hand-over to the dispatch thread). */
+static PyObject *observe_fallback;
+static Py_ssize_t fold_at;
+
+static PyObject *
+setup_observe(PyObject *module, PyObject *args)
+{
+    PyObject *fb;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "On", &fb, &n))
+        return NULL;
+    Py_XSETREF(observe_fallback, Py_NewRef(fb));
+    fold_at = n;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+observe(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || observe_fallback == NULL)
+        return PyObject_Vectorcall(observe_fallback ? observe_fallback : Py_None, args, nargs, NULL);
+    PyObject *self = args[0], *value = args[1];
+    double v;
+    if (PyFloat_CheckExact(value))
+        v = PyFloat_AS_DOUBLE(value);
+    else if (PyLong_CheckExact(value)) {
+        v = PyLong_AsDouble(value);
+        if (v == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return PyObject_Vectorcall(observe_fallback, args, nargs, NULL);
+        }
+    } else
+        return PyObject_Vectorcall(observe_fallback, args, nargs, NULL);
+    if (!isfinite(v))
+        return PyObject_Vectorcall(observe_fallback, args, nargs, NULL);
+    PyObject *lock = PyObject_GetAttr(self, s_lock);
+    if (lock == NULL)
+        return NULL;
+    PyObject *r = PyObject_CallMethodNoArgs(lock, s_acquire);
+    if (r == NULL) {
+        Py_DECREF(lock);
+        return NULL;
+    }
+    Py_DECREF(r);
+    /* 1: appended; 0: the pure method must take it; -1: an error, raised after the
+     * release (the lock is never left held). */
+    PyObject *values = PyObject_GetAttr(self, s_values);
+    PyObject *et = NULL, *ev = NULL, *tb = NULL;
+    int state = 0;
+    if (values == NULL) {
+        state = -1;
+    } else if (PyList_CheckExact(values) && PyList_GET_SIZE(values) + 1 < fold_at) {
+        PyObject *f = PyFloat_CheckExact(value) && !(v == 0.0 && signbit(v))
+                          ? Py_NewRef(value)
+                          : PyFloat_FromDouble(v + 0.0);
+        state = (f != NULL && PyList_Append(values, f) == 0) ? 1 : -1;
+        Py_XDECREF(f);
+    }
+    Py_XDECREF(values);
+    if (state < 0)
+        PyErr_Fetch(&et, &ev, &tb);
+    r = PyObject_CallMethodNoArgs(lock, s_release);
+    Py_DECREF(lock);
+    if (state < 0) {
+        Py_XDECREF(r);
+        PyErr_Restore(et, ev, tb);
+        return NULL;
+    }
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    if (state == 0) /* not a plain list, or this one fills it: the pure method hands it over */
+        return PyObject_Vectorcall(observe_fallback, args, nargs, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+instancemethod(PyObject *module, PyObject *func)
+{
+    return PyInstanceMethod_New(func);
+}
+
 static PyMethodDef methods[] = {
+    {"setup_observe", (PyCFunction)setup_observe, METH_VARARGS,
+     "setup_observe(fallback, fold_at): the pure Histogram.observe and FOLD_AT."},
+    {"observe", (PyCFunction)(void (*)(void))observe, METH_FASTCALL,
+     "Record one observation (finite): the compiled Histogram.observe."},
+    {"instancemethod", (PyCFunction)instancemethod, METH_O,
+     "instancemethod(f): f as a method of the class it is put in (binds self)."},
     {"skip_known", (PyCFunction)(void (*)(void))skip_known, METH_FASTCALL,
      "skip_known(metrics, start, names, known, encode): the first point not of a known series."},
     {"recorder", (PyCFunction)make_recorder, METH_VARARGS,
@@ -536,6 +626,10 @@ intern_all(void)
                    (s_blocks = PyUnicode_InternFromString("_blocks")) &&
                    (s_name = PyUnicode_InternFromString("name")) &&
                    (s_tags = PyUnicode_InternFromString("tags")) &&
+                   (s_lock = PyUnicode_InternFromString("_lock")) &&
+                   (s_values = PyUnicode_InternFromString("_values")) &&
+                   (s_acquire = PyUnicode_InternFromString("acquire")) &&
+                   (s_release = PyUnicode_InternFromString("release")) &&
                    (s_empty = PyUnicode_New(0, 0))
                ? 0
                : -1;

@@ -14,15 +14,15 @@ the storage has taken everything (``records_flushed`` counts what it took).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from telemetry import _lifecycle
+from telemetry._compiled import HOTPATH
 from telemetry._ids import ID_POOL
 from telemetry._jsonform import encode as _encode_tags
 from telemetry._sink import sink_from_config
@@ -41,19 +41,7 @@ _log = logging.getLogger("telemetry.collector")
 _ns = time.time_ns
 
 
-def _load_hotpath() -> ModuleType | None:
-    """The compiled recording path, unless ``RIMP_PURE_PYTHON=1`` or it was not built
-    (no C compiler where RIMP was installed): then the pure-Python methods run."""
-    if os.environ.get("RIMP_PURE_PYTHON") == "1":
-        return None
-    try:
-        from telemetry import _hotpath  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _hotpath  # type: ignore[no-any-return]
-
-
-_HOTPATH = _load_hotpath()
+_HOTPATH = HOTPATH
 COMPILED = _HOTPATH is not None
 """Whether collectors record through the compiled path (``telemetry._hotpath``)."""
 _EVENT_TYPE = EventType

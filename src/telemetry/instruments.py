@@ -204,6 +204,10 @@ class Histogram(Instrument):
         if self._on_full is not None:
             self._on_full(self)
 
+    observe_pure = observe
+    """The pure-Python ``observe``: the reference, and what the compiled one (which takes
+    its place when built) hands every unusual call to."""
+
     def _reset_after_fork(self) -> None:
         super()._reset_after_fork()
         self._values = []
@@ -363,3 +367,19 @@ class _NoOp:
 
 
 NOOP: Any = _NoOp()
+
+
+def _compile_observe() -> None:
+    """With the compiled module, ``Histogram.observe`` is its C twin (the lock, the append,
+    the release in one call); the pure method stays as ``Histogram.observe_pure`` and takes
+    every call the C one does not (a non-finite or odd value, the observation that fills
+    the list for the dispatch thread)."""
+    from telemetry._compiled import HOTPATH
+
+    if HOTPATH is None:
+        return
+    HOTPATH.setup_observe(Histogram.observe_pure, FOLD_AT)
+    Histogram.observe = HOTPATH.instancemethod(HOTPATH.observe)  # type: ignore[method-assign]
+
+
+_compile_observe()

@@ -5,6 +5,7 @@ ids unique across the two paths, threads and forks, and no reference leaked."""
 from __future__ import annotations
 
 import gc
+import math
 import os
 import sys
 import threading
@@ -319,3 +320,64 @@ def test_the_series_limit_skips_known_series_as_the_python_loop(
             collector_module._HOTPATH = saved
             c.close()
     assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=values)
+def test_histogram_observe_matches_the_pure_method(value: Any) -> None:
+    from telemetry.instruments import Histogram
+
+    fast = Histogram("h", "ms", {})
+    pure = Histogram("h", "ms", {})
+    results: list[tuple[str, Any]] = []
+    for call in (lambda: fast.observe(value), lambda: Histogram.observe_pure(pure, value)):
+        try:
+            call()
+            results.append(("ok", None))
+        except Exception as exc:
+            results.append(("raised", (type(exc).__name__, str(exc))))
+    assert results[0] == results[1]
+    assert fast._values == pure._values
+    assert [math.copysign(1, v) for v in fast._values] == [
+        math.copysign(1, v) for v in pure._values
+    ]
+
+
+def test_histogram_hands_a_full_list_over_and_counts_every_observation() -> None:
+    from telemetry.instruments import FOLD_AT
+
+    collector = TelemetryCollector(TelemetryConfig(flush_interval=3600))
+    try:
+        h = collector.histogram("h", "ms")
+        assert type(type(h).__dict__["observe"]).__name__ == "instancemethod"
+        for i in range(FOLD_AT + 5):
+            h.observe(float(i))
+        # The full list went to the dispatch thread (to fold, or already folded); 5 remain.
+        assert len(h._values) == 5
+        points = {p.name: p.value for p in h.collect(0)}
+        assert points["h.count"] == FOLD_AT + 5
+        assert points["h.max"] == FOLD_AT + 4
+    finally:
+        collector.close()
+
+
+def test_histogram_observations_from_threads_are_all_counted() -> None:
+    collector = TelemetryCollector(TelemetryConfig(flush_interval=3600))
+    try:
+        h = collector.histogram("h", "ms")
+
+        def work() -> None:
+            for i in range(30_000):
+                h.observe(i % 100)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        points = {p.name: p.value for p in h.collect(0)}
+        assert points["h.count"] == 120_000
+        assert points["h.sum"] == 4 * 300 * sum(range(100))
+        assert h.collect(0) == []  # the interval was reset
+    finally:
+        collector.close()
