@@ -22,7 +22,9 @@ from telemetry.testing import capture
 
 
 def test_runtime_metrics_sample_the_process(tmp_path: Path) -> None:
-    with capture(TelemetryConfig(service_name="worker", runtime_metrics=True)) as captured:
+    with capture(
+        TelemetryConfig(service_name="worker", runtime_metrics=True, flush_interval=3600)
+    ) as captured:
         runtime = captured.collector.runtime
         assert isinstance(runtime, RuntimeMetrics)
         garbage: list[list[object]] = [[] for _ in range(1000)]
@@ -63,7 +65,7 @@ def test_runtime_metrics_sample_the_process(tmp_path: Path) -> None:
 
 
 def test_the_loop_lag_is_how_late_a_callback_runs() -> None:
-    with capture(TelemetryConfig(runtime_metrics=True)) as captured:
+    with capture(TelemetryConfig(runtime_metrics=True, flush_interval=3600)) as captured:
         runtime = captured.collector.runtime
         assert runtime is not None
 
@@ -84,7 +86,7 @@ def test_the_loop_lag_is_how_late_a_callback_runs() -> None:
 def test_runtime_sampling_is_cheap() -> None:
     """Measured, not asserted as a speed: the cost per sample is reported in the docs; here
     only that a sample does not read anything unbounded (1,000 samples in under 5 s)."""
-    with capture(TelemetryConfig(runtime_metrics=True)) as captured:
+    with capture(TelemetryConfig(runtime_metrics=True, flush_interval=3600)) as captured:
         runtime = captured.collector.runtime
         assert runtime is not None
         started = time.perf_counter()
