@@ -620,6 +620,14 @@ SCREENSHOT_LAYOUT = (
 )
 
 
+def save_screenshot(page: Page, target: Path) -> None:
+    """The page as it stands, pointer out of the way, into ``target`` (the docs' pictures)."""
+    page.mouse.move(0, 0)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target))
+    print(f"wrote {target}")
+
+
 def screenshot(target: Path, warmup: float) -> None:
     """Run ``rimp serve --demo``, let it fill for ``warmup`` seconds, then capture the page."""
     from playwright.sync_api import sync_playwright
@@ -644,11 +652,8 @@ def screenshot(target: Path, warmup: float) -> None:
                     time.sleep(0.1)
             p.wait_for_timeout(1500)
             p.click("#events li:nth-child(3) button")
-            p.mouse.move(0, 0)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            p.screenshot(path=str(target))
+            save_screenshot(p, target)
             b.close()
-    print(f"wrote {target}")
 
 
 if __name__ == "__main__":

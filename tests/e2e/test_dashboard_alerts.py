@@ -31,6 +31,7 @@ from tests.e2e.test_dashboard import (
     event,
     launch,
     post,
+    save_screenshot,
     wait_js,
     wait_live,
 )
@@ -465,11 +466,8 @@ def screenshot(target: Path) -> None:
                 assert poll(
                     lambda: firing(p, "AlwaysOn").get_attribute("data-silenced") == "true", 10
                 )
-                p.mouse.move(0, 0)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                p.screenshot(path=str(target))
+                save_screenshot(p, target)
                 b.close()
-    print(f"wrote {target}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.e2e import test_dashboard as dashboard
-from tests.e2e.test_dashboard import TIMEOUT_MS, launch, post, wait_js, wait_live
+from tests.e2e.test_dashboard import (
+    TIMEOUT_MS,
+    launch,
+    post,
+    save_screenshot,
+    wait_js,
+    wait_live,
+)
 from tests.helpers import RimpServer, running, unique
 
 if TYPE_CHECKING:
@@ -402,11 +409,8 @@ def screenshot(target: Path, warmup: float) -> None:
             open_services(p, server, "services&sw=5m")
             section(p, "search").wait_for()
             p.wait_for_timeout(1000)
-            p.mouse.move(0, 0)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            p.screenshot(path=str(target))
+            save_screenshot(p, target)
             b.close()
-    print(f"wrote {target}")
 
 
 if __name__ == "__main__":

@@ -75,12 +75,10 @@ def go_value(value: float) -> str:
     """A float as Go's ``fmt`` prints it with ``%v``: shortest digits, an exponent from
     1e6 and below 1e-4 (``0.5``, ``100``, ``123456``, ``1e+06``: how Prometheus shows
     ``$value``)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
     if value == 0:
         return "-0" if math.copysign(1, value) < 0 else "0"
+    if not math.isfinite(value):
+        return go_exponent(value)  # NaN, +Inf, -Inf: written alike
     prefix, text, x = _shortest(value)
     if x < -4 or x >= 6:
         return go_exponent(value)
