@@ -144,6 +144,36 @@ class TestRollups:
             assert aligned == raw
             assert sum(b.count for b in aligned) == 1000
 
+    @pytest.mark.parametrize("spread", [0, 40 * SECOND], ids=["one-minute", "two-minutes"])
+    def test_mixed_batch_is_counted_and_read_back_whole(
+        self, tmp_path: Path, spread: int
+    ) -> None:
+        """One batch mixing sources with enough events for a block, sources left in rows,
+        types and (with ``spread``) two minutes: every event reads back as stored, and the
+        counts by type and by source are the events' own."""
+        kinds = list(EventType)
+        batch = []
+        for i in range(300):
+            # svc0 and svc1 get blocks (>= 16 events each); rare0..rare4 a few rows each.
+            source = f"svc{i % 2}" if i % 10 else f"rare{i % 50 // 10}"
+            start = T0 + 30 * SECOND  # half a minute in: a spread crosses into the next
+            when = start + (spread * i) // 300
+            kind = kinds[(i * 7) % len(kinds)]
+            batch.append(Event(source, f"m{i}", kind, {"i": i}, when, new_id()))
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            storage.store(TelemetryData(batch, []))
+            got = sorted(storage.query_events(limit=1000), key=lambda e: e.metadata["i"])
+            assert got == batch
+            until = T0 + 10 * MINUTE_NS
+            for key, of in (("event_type", lambda e: e.event_type.value), ("source", None)):
+                counted = storage.count_events(bucket=60, since=T0, until=until, group_by=[key])
+                expected: dict[tuple[int, str], int] = {}
+                for e in batch:
+                    value = of(e) if of else e.source
+                    slot = (e.time_ns - e.time_ns % MINUTE_NS, value)
+                    expected[slot] = expected.get(slot, 0) + 1
+                assert {(b.start_ns, b.tags[key]): b.count for b in counted} == expected
+
 
 class TestRetention:
     def test_retention_removes_old_records(self, tmp_path: Path) -> None:

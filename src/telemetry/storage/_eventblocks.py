@@ -74,7 +74,7 @@ def encode_block(
     seqs: Sequence[int],
     kinds: bytes,
     ids: Sequence[str],
-    messages: list[str],
+    messages: Sequence[str],
     metadata: bytes,
 ) -> BlockRow:
     """A block of one source's events, given as columns (``kinds`` already as codes and

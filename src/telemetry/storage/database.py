@@ -39,6 +39,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
@@ -639,39 +640,63 @@ class DatabaseStorage(Storage):
         """A source with many events in the batch gets a block; the others rows, merged
         into blocks later. Per-minute counts, by source and without, either way.
 
-        Hot for event ingest: column-wise list comprehensions and C-level counting
-        instead of per-event Python work (the enum's ``.value`` alone cost 0.5 us per
-        event; a dict lookup 0.04)."""
+        Hot for event ingest: the events are read once, column by column (list
+        comprehensions: ~20 ns an event each, 4x cheaper than transposing ``attrgetter``
+        tuples), a source's part is picked by ``itemgetter`` and counted by ``Counter``,
+        both in C; the only Python loop over the events groups them by source."""
         conn = self._conn
         first = self._event_seq + 1
-        kinds = [_KIND_VALUE[e.event_type] for e in events]
         sources = [e.source for e in events]
-        minutes = [t - t % MINUTE_NS for t in [e.time_ns for e in events]]
-        counts = Counter(zip(minutes, sources, kinds, strict=True))  # (minute, source, type)
-        groups: dict[str, list[int]] = {}
-        if len(set(sources)) == 1:
-            groups[sources[0]] = list(range(len(events)))
-        else:
-            for i, source in enumerate(sources):
-                group = groups.get(source)
-                if group is None:
-                    groups[source] = [i]
-                else:
-                    group.append(i)
-        rows = []
+        times = [e.time_ns for e in events]
+        values = [_KIND_VALUE[e.event_type] for e in events]
+        ids = [e.id for e in events]
+        messages = [e.message for e in events]
+        metadata = [e.metadata for e in events]
+        low, high = min(times), max(times)
+        minute = low - low % MINUTE_NS
+        one_minute = high - high % MINUTE_NS == minute  # as most batches are
+        counts: Counter[tuple[int, str, str]] = (
+            Counter() if one_minute else _event_counts(times, sources, values)
+        )
+        rows: list[tuple[Any, ...]] = []
         blocks = []
-        for source, positions in groups.items():
-            part = [events[i] for i in positions]
+        for source, positions in _positions_by_source(sources).items():
+            if len(positions) == len(events):  # one source: the columns are its part
+                pick: Callable[[Sequence[Any]], Sequence[Any]] = _whole
+            elif len(positions) == 1:
+                pick = _one(positions[0])
+            else:
+                pick = itemgetter(*positions)
+            part_values = pick(values)
+            if one_minute:
+                for kind, n in Counter(part_values).items():
+                    counts[minute, source, kind] = n
             seqs = [first + i for i in positions]
-            if len(part) >= self.event_block_min:
-                blocks.extend(_blocks_of(source, part, seqs))
+            if len(positions) >= self.event_block_min:
+                blocks.extend(
+                    _blocks_of(
+                        source,
+                        times=pick(times),
+                        seqs=seqs,
+                        kinds=bytes(map(_eventblocks.KIND_CODES.__getitem__, part_values)),
+                        ids=pick(ids),
+                        messages=pick(messages),
+                        metadata=pick(metadata),
+                    )
+                )
                 continue
-            rows += [
-                (e.time_ns, q, e.id, source, _KIND_VALUE[e.event_type], e.message,
-                 _encode(e.metadata), e.message.isascii())
-                for e, q in zip(part, seqs, strict=True)
-            ]  # fmt: skip
-            self._pending_small[source] = self._pending_small.get(source, 0) + len(part)
+            part_messages = pick(messages)
+            rows += zip(
+                pick(times),
+                seqs,
+                pick(ids),
+                repeat(source),
+                part_values,
+                part_messages,
+                map(_encode, pick(metadata)),
+                map(str.isascii, part_messages),
+            )
+            self._pending_small[source] = self._pending_small.get(source, 0) + len(positions)
         if rows:
             conn.executemany(
                 "INSERT INTO events (time_ns, seq, id, source, event_type, message, metadata, "
@@ -1470,24 +1495,60 @@ def _chunk_row(sid: int, points: Sequence[tuple[int, float, str]]) -> tuple[Any,
     )
 
 
-def _blocks_of(source: str, events: list[Event], seqs: list[int]) -> list[_eventblocks.BlockRow]:
-    """Blocks of one source's events and their seqs, in stored order."""
-    codes = _eventblocks.KIND_CODES
-    out = []
-    for i in range(0, len(events), MAX_BLOCK):
-        part = events[i : i + MAX_BLOCK]
-        out.append(
-            _eventblocks.encode_block(
-                source,
-                times=[e.time_ns for e in part],
-                seqs=seqs[i : i + MAX_BLOCK],
-                kinds=bytes([codes[e.event_type] for e in part]),
-                ids=[e.id for e in part],
-                messages=[e.message for e in part],
-                metadata=_encode([e.metadata for e in part]),
-            )
+def _whole(column: Sequence[Any]) -> Sequence[Any]:
+    return column
+
+
+def _one(position: int) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    # itemgetter of one position gives the item itself, not a 1-tuple.
+    return lambda column: (column[position],)
+
+
+def _positions_by_source(sources: Sequence[str]) -> dict[str, list[int]]:
+    """Each source's positions in the batch, in order."""
+    if len(set(sources)) == 1:
+        return {sources[0]: list(range(len(sources)))}
+    groups: dict[str, list[int]] = {}
+    for i, source in enumerate(sources):
+        group = groups.get(source)
+        if group is None:
+            groups[source] = [i]
+        else:
+            group.append(i)
+    return groups
+
+
+def _event_counts(
+    times: Sequence[int], sources: Sequence[str], kinds: Sequence[str]
+) -> Counter[tuple[int, str, str]]:
+    """Events per (minute, source, type value)."""
+    minutes = [t - t % MINUTE_NS for t in times]
+    return Counter(zip(minutes, sources, kinds, strict=True))
+
+
+def _blocks_of(
+    source: str,
+    *,
+    times: Sequence[int],
+    seqs: Sequence[int],
+    kinds: bytes,
+    ids: Sequence[str],
+    messages: Sequence[str],
+    metadata: Sequence[dict[str, Any]],
+) -> list[_eventblocks.BlockRow]:
+    """Blocks of one source's events, given as columns in stored order."""
+    return [
+        _eventblocks.encode_block(
+            source,
+            times=times[i : i + MAX_BLOCK],
+            seqs=seqs[i : i + MAX_BLOCK],
+            kinds=kinds[i : i + MAX_BLOCK],
+            ids=ids[i : i + MAX_BLOCK],
+            messages=messages[i : i + MAX_BLOCK],
+            metadata=_encode(metadata[i : i + MAX_BLOCK]),
         )
-    return out
+        for i in range(0, len(times), MAX_BLOCK)
+    ]
 
 
 def _blocks_of_rows(source: str, rows: list[Any]) -> list[_eventblocks.BlockRow]:
