@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from telemetry import Event, EventType, Metric, TelemetryData, ValidationError
+from telemetry._ids import new_ids
 from telemetry.models import from_ns, new_id, to_ns
 
 text = st.text(max_size=30)
@@ -42,6 +43,34 @@ class TestIds:
         ids = [i for r in results for i in r]
         assert len(set(ids)) == len(ids) == 200_000
         assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids[:100])
+
+    def test_ids_taken_in_bulk_and_one_by_one_never_repeat(self) -> None:
+        """Threads taking batches of ids (sizes across the 4,096-id blocks) while others
+        take one at a time: every id distinct, each batch exactly as long as asked."""
+        sizes = [1, 999, 4096, 5000, 3]
+        results: list[list[str]] = [[] for _ in range(6)]
+
+        def bulk(out: list[str]) -> None:
+            for _ in range(20):
+                for n in sizes:
+                    got = new_ids(n)
+                    assert len(got) == n
+                    out.extend(got)
+
+        def single(out: list[str]) -> None:
+            out.extend(new_id() for _ in range(50_000))
+
+        threads = [
+            threading.Thread(target=bulk if i % 2 else single, args=(r,))
+            for i, r in enumerate(results)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ids = [i for r in results for i in r]
+        assert len(ids) == 3 * 20 * sum(sizes) + 3 * 50_000
+        assert len(set(ids)) == len(ids)
 
 
 class TestTime:

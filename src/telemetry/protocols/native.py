@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from itertools import repeat
+from typing import Any, cast
 
 import msgspec
 
+from telemetry._ids import new_ids
 from telemetry._jsonform import encode as _encode
-from telemetry._time import rfc3339_to_ns, seconds_to_ns, to_ns
+from telemetry._time import MAX_NS, rfc3339_to_ns, seconds_to_ns, to_ns
 from telemetry.config import check_int
 from telemetry.errors import RequestError, ValidationError
 from telemetry.models import Event, EventType, Metric, TelemetryData, new_id
@@ -29,11 +32,17 @@ MAX_ID_LENGTH = 256
 # C0 controls and DEL, but tab, line feed and carriage return: a message may hold lines.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # names, units, sources and tags: one line
+# The same sets as bytes, for the batch-wide test: in UTF-8 these bytes only ever stand
+# for themselves (every byte of a longer character is >= 0x80).
+_CONTROL_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 MAX_DEPTH = 32
 """Deepest nesting of an event's metadata. Far below the decoder's recursion limit, so a
 stored record can always be decoded again, whatever the stack depth of the reader."""
 _TOO_DEEP = f"JSON nested deeper than the decoder allows (metadata: at most {MAX_DEPTH} levels)"
 _EVENT_TYPES = {t.value: t for t in EventType}
+# A wire type's event type, no type meaning info (the batch-wide path).
+_KIND_OF: dict[str | None, EventType] = {None: EventType.INFO}
+_KIND_OF.update(_EVENT_TYPES)
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,43 @@ def _deeper_than(value: dict[str, Any], limit: int) -> bool:
                     return True
                 todo.append((child, depth + 1))
     return False
+
+
+def _holds(texts: list[str], forbidden: bytes) -> bool:
+    """True when any of ``texts`` holds one of the ``forbidden`` ASCII characters: one
+    ``translate`` over the texts' UTF-8 (~1 ns a character; a regex took ~8)."""
+    joined = "".join(texts).encode("utf-8", "surrogatepass")
+    return len(joined.translate(None, forbidden)) != len(joined)
+
+
+def _times_at_once(wires: list[WireEvent], now: int) -> Iterable[int] | None:
+    """The batch's times when every event gives a valid ``time_ns`` (a ``timestamp``
+    beside it is ignored, as one by one), or none gives a time (``now`` for all); else
+    None (the record-by-record path)."""
+    n = len(wires)
+    given = [w.time_ns for w in wires]
+    missing = given.count(None)
+    if not missing:
+        times = cast(list[int], given)
+        return times if min(times) >= 0 and max(times) < MAX_NS else None
+    if missing == n and [w.timestamp for w in wires].count(None) == n:
+        return repeat(now, n)
+    return None
+
+
+def _ids_at_once(wires: list[WireEvent]) -> list[str] | None:
+    """The batch's ids: new ones when none is given, the given ones when all are valid;
+    else None (the record-by-record path)."""
+    n = len(wires)
+    given = [w.id for w in wires]
+    missing = given.count(None)
+    if missing == n:
+        return new_ids(n)
+    ids = cast(list[str], given)
+    if missing or not "".join(ids).isprintable():
+        return None
+    lengths = list(map(len, ids))
+    return ids if min(lengths) >= 1 and max(lengths) <= MAX_ID_LENGTH else None
 
 
 def _check_id(rid: str | None, field: str) -> str | None:
@@ -313,64 +359,48 @@ class WireDecoder:
 
         The ingest hot path: the record-by-record checks cost ~2 us per event, these
         under one. They are exact: a batch passes here only if every record would pass
-        :meth:`_event_of`."""
+        :meth:`_event_of`. The work is column by column (one list comprehension per
+        field, then C-level ``map``/``count``/``max``), and the events are built by
+        ``map`` calling the record type: no Python-level loop body per event."""
         lim = self.limits
-        types = _EVENT_TYPES
-        kinds = []
-        messages = []
-        metadata = []
-        sources = set()
-        for w in wires:
-            if not isinstance(w, WireEvent):
-                return None
-            if w.type is not None and w.event_type is not None and w.type != w.event_type:
-                return None
-            kind = types.get(w.type or w.event_type or "info")
-            if kind is None:
-                return None  # (the slow path also takes upper-case names)
-            kinds.append(kind)
-            messages.append(w.message)
-            sources.add(w.source)
-            if w.metadata:
-                metadata.append(w.metadata)
-        for source in sources:
+        n = len(wires)
+        if not n:
+            return []
+        if not all(map(WireEvent.__instancecheck__, wires)):
+            return None  # a record that failed to decode: the slow path names it
+        if [w.event_type for w in wires].count(None) != n:
+            return None  # the alias is rare: checked (and compared to type) one by one
+        kinds = list(map(_KIND_OF.get, [w.type for w in wires]))
+        if None in kinds:
+            return None  # (the slow path also takes upper-case names)
+        sources = [w.source for w in wires]
+        for source in set(sources):
             if not source or len(source) > lim.max_name_length or _ANY_CONTROL.search(source):
                 return None
-        if messages and (
-            max(map(len, messages)) > lim.max_message_length
-            or _CONTROL.search("\n".join(messages))  # "\n" is allowed in a message
-        ):
+        messages = [w.message for w in wires]
+        if max(map(len, messages)) > lim.max_message_length or _holds(messages, _CONTROL_BYTES):
             return None
-        if metadata:
-            encoded = _encode(metadata)
+        metadata = [w.metadata for w in wires]
+        given = list(filter(None, metadata))
+        if given:
+            encoded = _encode(given)
             # The whole list within the limit means each record is; else each is encoded
             # (map, len and max loop in C).
             if len(encoded) > lim.max_metadata_bytes and (
-                max(map(len, map(_encode, metadata))) > lim.max_metadata_bytes
+                max(map(len, map(_encode, given))) > lim.max_metadata_bytes
             ):
                 return None
             # One "{" per record and only the list's own "[" means nothing nests (a brace
             # inside a string only sends the batch the slow way).
-            if (encoded.count(b"{") != len(metadata) or encoded.count(b"[") != 1) and any(
-                _deeper_than(m, MAX_DEPTH) for m in metadata
+            if (encoded.count(b"{") != len(given) or encoded.count(b"[") != 1) and any(
+                _deeper_than(m, MAX_DEPTH) for m in given
             ):
                 return None
-        try:
-            return [
-                Event(
-                    w.source,
-                    w.message,
-                    kind,
-                    w.metadata,
-                    now
-                    if w.time_ns is None and w.timestamp is None
-                    else _time(w.timestamp, w.time_ns, "$", now),
-                    new_id() if w.id is None else _check_id(w.id, "$") or new_id(),
-                )
-                for w, kind in zip(wires, kinds, strict=True)
-            ]
-        except RequestError:
+        times = _times_at_once(wires, now)
+        ids = _ids_at_once(wires)
+        if times is None or ids is None:
             return None
+        return list(map(Event, sources, messages, kinds, metadata, times, ids))
 
     def _event_of(self, w: WireEvent, field: str, now: int) -> Event:
         lim = self.limits
