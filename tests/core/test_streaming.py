@@ -231,6 +231,65 @@ class TestIsolation:
         assert pump_threads[0].startswith("rimp-consumer")
 
 
+class TestInlineConsumers:
+    def test_an_inline_consumer_runs_on_the_dispatch_thread_after_storage(self) -> None:
+        """inline=True: called on the collector's dispatch thread, each batch already in
+        storage when it is called, before the batch is acknowledged to flush()."""
+        c = collector(realtime_mode=True)
+        storage = MemoryStorage(max_records=None)
+        stream = TelemetryStream(c, storage)
+        seen: list[tuple[str, int, int]] = []
+
+        def inline(data: TelemetryData) -> None:
+            stored = len(storage.query_events(limit=None))
+            seen.append((threading.current_thread().name, len(data.events), stored))
+
+        stream.add_consumer(inline, name="inline", inline=True)
+        stream.start()
+        for i in range(3):
+            c.collect_event("s", str(i))
+            assert c.flush(5)
+            assert len(seen) == i + 1  # called before flush() returned: no queue, no thread
+        assert [(n, s) for _, n, s in seen] == [(1, 1), (1, 2), (1, 3)]
+        assert {name for name, _, _ in seen} == {"rimp-pump"}
+        assert stream.stop(5)
+        assert stream.stats()["consumers"]["inline"]["delivered_batches"] == 3
+        c.close()
+
+    def test_a_raising_inline_consumer_is_counted_and_stops_nothing(self) -> None:
+        """An inline consumer that raises is counted; storage and the others go on."""
+        c = collector(realtime_mode=True)
+        storage = MemoryStorage(max_records=None)
+        stream = TelemetryStream(c, storage)
+
+        def broken(data: TelemetryData) -> None:
+            raise RuntimeError("boom")
+
+        seen = Recorder()
+        stream.add_consumer(broken, name="broken", inline=True)
+        stream.add_consumer(seen)
+        stream.start()
+        for i in range(3):
+            c.collect_event("s", str(i))
+            assert c.flush(5)
+        assert stream.stop(5)
+        assert seen.events == ["0", "1", "2"]
+        assert len(storage.query_events(limit=None)) == 3
+        assert stream.stats()["consumers"]["broken"]["errors"] == 3
+        assert c.stats()["consumer_errors"] == 3
+        c.close()
+
+    def test_a_coroutine_function_cannot_run_inline(self) -> None:
+        """An async consumer needs its own loop: inline=True is refused, by name."""
+
+        async def consume(data: TelemetryData) -> None:
+            return None
+
+        stream = TelemetryStream(collector(), MemoryStorage())
+        with pytest.raises(TelemetryError, match="cannot run inline"):
+            stream.add_consumer(consume, inline=True)
+
+
 class TestStopFromAConsumer:
     def test_a_consumer_may_stop_its_own_stream(self) -> None:
         """stream.stop() called inside a consumer returns instead of joining itself."""

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from telemetry.models import Event, EventType, Metric
-from telemetry.server.hub import Filters, Item, LiveHub, record_size
+from telemetry.server.hub import Chunk, Filters, LiveHub, chunk_of
 from telemetry.server.idempotency import IdempotencyCache
 from tests.helpers import (
     NDJSON,
@@ -238,9 +238,9 @@ class TestIdempotencyBounds:
 
 class TestLiveBounds:
     @staticmethod
-    def big_events(n: int, size: int) -> list[Item]:
+    def big_events(n: int, size: int) -> list[Chunk]:
         events = [Event("s", "x" * size, EventType.INFO, {}, i, f"id-{i}") for i in range(n)]
-        return [("event", e, record_size("event", e)) for e in events]
+        return [chunk_of("event", events)]
 
     def test_a_sampling_client_holds_at_most_its_byte_bound(self) -> None:
         """mode=sample with large records: the queue keeps a sample that fits its bytes."""
@@ -249,8 +249,8 @@ class TestLiveBounds:
         for _ in range(20):
             hub._fanout(self.big_events(100, 64_000))
         assert client.queued_bytes <= 1_000_000
-        assert 0 < len(client.queue) <= 16
-        assert client.missed == 2000 - len(client.queue)
+        assert 0 < client.queued <= 16
+        assert client.missed == 2000 - client.queued
         assert client.closed_reason is None
 
     def test_a_cutting_client_is_cut_by_bytes(self) -> None:
@@ -277,11 +277,16 @@ class TestLiveBounds:
         hub = LiveHub(window=10, window_bytes=10**9)
         events = [Event("s", f"m{i}", EventType.INFO, {}, i, f"id-{i}") for i in range(23)]
         for start in range(0, 23, 4):
-            hub._fanout([("event", e, record_size("event", e)) for e in events[start : start + 4]])
+            hub._fanout([chunk_of("event", events[start : start + 4])])
         assert hub.stats()["window"] == 10
-        assert [item[1].id for item in hub._since("id-13")] == [f"id-{i}" for i in range(14, 23)]
-        assert [item[1].id for item in hub._since("id-20")] == ["id-21", "id-22"]
-        assert list(hub._since("id-12")) == []  # forgotten: the 10 newest are 13 to 22
+
+        def since(record_id: str) -> list[str]:
+            return [r.id for _, records, _ in hub._since(record_id) for r in records]
+
+        assert since("id-13") == [f"id-{i}" for i in range(14, 23)]
+        assert since("id-20") == ["id-21", "id-22"]
+        assert since("id-22") == []  # the newest: nothing after it
+        assert since("id-12") == []  # forgotten: the 10 newest are 13 to 22
 
     def test_many_stalled_clients_are_cut_and_hold_nothing(self) -> None:
         """200 clients that never read: each is cut at its bound; the hub ends up holding none."""
@@ -289,9 +294,8 @@ class TestLiveBounds:
         for _ in range(200):
             hub.connect(Filters(kind="metric"))
         points = [Metric("m", 1.0, "", {}, i, f"p{i}") for i in range(600)]
-        batch: list[Item] = [("metric", m, record_size("metric", m)) for m in points]
         for _ in range(3):
-            hub._fanout(batch)
+            hub._fanout([chunk_of("metric", points)])
         stats = hub.stats()
         assert stats["clients"] == 0
         assert stats["disconnected_slow"] == 200

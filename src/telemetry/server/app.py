@@ -126,7 +126,7 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
         state.collector = TelemetryCollector(settings.collector_config(), storage=sink)
         state.stream = TelemetryStream(state.collector, sink, interval=settings.flush_interval)
         if state.bus is None:
-            state.stream.add_consumer(state.hub.publish, name="live-hub")
+            state.stream.add_consumer(state.hub.publish, name="live-hub", inline=True)
             state.stream.add_consumer(state.alerts.observe, name="alerts")
         state.stream.start()
         state.alerts.start()

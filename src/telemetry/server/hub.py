@@ -1,23 +1,29 @@
 """The live hub: a stream consumer that fans records out to SSE and WebSocket clients.
 
-The stream calls :meth:`LiveHub.publish` on its consumer thread; the hub sizes
-each record there (off the event loop), hands the batch to the event loop in
-one ``call_soon_threadsafe`` and there offers it to every client's queue. Every
-bound is in records *and* bytes: a client whose queue would pass either is
-disconnected with a reason (the default) or, with ``mode="sample"``, keeps a
-sample that fits and is told how much it missed. A slow client can never grow
-memory or slow ingest: the bounds and the thread hop see to that. The hub keeps
-the most recent records, bounded the same way, so that an SSE client can resume
-from ``Last-Event-ID``.
+The stream calls :meth:`LiveHub.publish` on its dispatch thread right after each
+storage write (an inline consumer: it only sizes the batch and hands it over);
+the event loop then offers the batch to every client's queue. Every bound is in
+records *and* bytes: a client whose queue would pass either is disconnected with
+a reason (the default) or, with ``mode="sample"``, keeps a sample that fits and
+is told how much it missed. A slow client can never grow memory or slow ingest:
+the bounds and the thread hop see to that. The hub keeps the most recent
+records, bounded the same way, so that an SSE client can resume from
+``Last-Event-ID``.
+
+Records travel in chunks, ``(kind, records, size of each)``, never one tuple per
+record: a batch is sized once (its records share the batch's size evenly), a
+client's filters pick its part with C-level ``map``/``compress``, and the window
+and the queues hold the lists themselves. Only what a client is handed becomes
+``(kind, record, size)`` items, in :meth:`Client.next`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable
-from itertools import accumulate
+from collections.abc import Iterable, Sequence
+from itertools import compress, repeat
+from operator import attrgetter
 from typing import TypedDict
 
 import msgspec
@@ -28,54 +34,55 @@ from telemetry.models import Event, Metric, TelemetryData
 
 __all__ = [
     "SEND_BYTES",
+    "Chunk",
     "Client",
     "Filters",
     "HubStats",
+    "Item",
     "LiveHub",
+    "chunk_of",
     "encode_item",
     "record_size",
 ]
 
 Item = tuple[str, Event | Metric, int]
-"""A record as the hub holds it: its kind (``event``/``metric``), the record, its size."""
+"""A record as a client is handed it: its kind (``event``/``metric``), the record, its size."""
+Chunk = tuple[str, Sequence[Event | Metric], int]
+"""Records of one kind as the hub holds them: the kind, the records, the size of each."""
 
 _OVERHEAD = 160  # the JSON field names, the id and both times of one record
 SEND_BYTES = 256 * 1024
 """The most record bytes one live client is handed (and its handler encodes) at a time."""
+_SOURCE = attrgetter("source")
+_TYPE = attrgetter("event_type")
+_NAME = attrgetter("name")
+
+
+def chunk_of(kind: str, records: Sequence[Event | Metric]) -> Chunk:
+    """The chunk of ``records`` (not empty, all of ``kind``), each sized as their average
+    size as JSON, in characters: what the bounds count.
+
+    Measured column by column in C (``map(len, ...)``; the events' metadata or the
+    points' tags encoded in one call for the whole batch): a few tens of ns a record,
+    where sizing each record on its own cost ~0.3 us."""
+    n = len(records)
+    if kind == "event":
+        events: Sequence[Event] = records  # type: ignore[assignment]
+        text = sum(map(len, [e.message for e in events]))
+        text += sum(map(len, [e.source for e in events]))
+        nested = len(_encode([e.metadata for e in events]))
+    else:
+        metrics: Sequence[Metric] = records  # type: ignore[assignment]
+        text = sum(map(len, [m.name for m in metrics])) + sum(map(len, [m.unit for m in metrics]))
+        nested = len(_encode([m.tags for m in metrics]))
+    # The list's brackets and commas are not the records': take them off again.
+    total = n * _OVERHEAD + text + nested - n - 1
+    return kind, records, -(-total // n)
 
 
 def record_size(kind: str, record: Event | Metric) -> int:
-    """An estimate of the record's size as JSON, in characters: what the bounds count.
-
-    Strings count their length; an event's metadata is encoded to be measured (one C
-    call: cheaper than walking it in Python).
-    """
-    if kind == "event":
-        event: Event = record  # type: ignore[assignment]
-        # Metadata measured by encoding it: one C call, cheaper than walking it here.
-        metadata = event.metadata
-        return (
-            len(event.message)
-            + len(event.source)
-            + _OVERHEAD
-            + (len(_encode(metadata)) if metadata else 0)
-        )
-    metric: Metric = record  # type: ignore[assignment]
-    size = len(metric.name) + len(metric.unit) + _OVERHEAD
-    for key, value in metric.tags.items():
-        size += len(key) + len(value) + 6
-    return size
-
-
-def _event_items(events: list[Event]) -> list[Item]:
-    """Hub items of a batch's events. The batch's metadata is measured in one C call and
-    shared out evenly: the batch's total is right to a byte per record (what the window and
-    the queues add up), a record's own share is an estimate. Measuring each record's
-    metadata on its own cost ~0.3 us per event; this costs a few tens of ns."""
-    if not events:
-        return []
-    base = _OVERHEAD + len(_encode([e.metadata for e in events])) // len(events)
-    return [("event", e, base + len(e.message) + len(e.source)) for e in events]
+    """An estimate of one record's size as JSON, in characters (see :func:`chunk_of`)."""
+    return chunk_of(kind, [record])[2]
 
 
 class Filters(msgspec.Struct, frozen=True):
@@ -86,24 +93,33 @@ class Filters(msgspec.Struct, frozen=True):
     types: frozenset[str] = frozenset()
     names: frozenset[str] = frozenset()
 
-    @property
-    def kind_only(self) -> bool:
-        """True when only the record kind (or nothing) is filtered: no per-record test."""
-        return not (self.sources or self.types or self.names)
-
     def accepts(self, kind: str, record: Event | Metric) -> bool:
         """True when the record passes every filter given."""
+        return bool(self.select(kind, [record]))
+
+    def select(self, kind: str, records: Sequence[Event | Metric]) -> Sequence[Event | Metric]:
+        """The ``records`` (all of one ``kind``) that pass every filter given, in order:
+        each filter is one C-level pass (``compress`` over ``map``), no Python call per
+        record."""
         if self.kind is not None and kind != self.kind:
-            return False
-        if isinstance(record, Event):
+            return []
+        if kind == "event":
             if self.names:
-                return False
-            if self.sources and record.source not in self.sources:
-                return False
-            return not self.types or record.event_type.value in self.types
+                return []
+            if self.sources:
+                records = _keep(records, map(self.sources.__contains__, map(_SOURCE, records)))
+            if self.types:  # a type is a str enum: found among the type values as itself
+                records = _keep(records, map(self.types.__contains__, map(_TYPE, records)))
+            return records
         if self.sources or self.types:
-            return False
-        return not self.names or record.name in self.names
+            return []
+        if self.names:
+            records = _keep(records, map(self.names.__contains__, map(_NAME, records)))
+        return records
+
+
+def _keep(records: Sequence[Event | Metric], selectors: Iterable[bool]) -> Sequence[Event | Metric]:
+    return list(compress(records, selectors))
 
 
 def encode_item(kind: str, record: Event | Metric) -> bytes:
@@ -133,7 +149,8 @@ class Client:
         self.max_queue = max_queue
         self.max_bytes = max_bytes
         self.sample = sample
-        self.queue: deque[Item] = deque()
+        self.queue: deque[Chunk] = deque()
+        self.queued = 0  # records in the queue's chunks
         self.queued_bytes = 0
         self.ready = asyncio.Event()
         self.closed_reason: str | None = None
@@ -141,27 +158,17 @@ class Client:
         self.missed = 0
         self.sent = 0
 
-    def offer(self, items: list[Item], by_kind: dict[str, list[Item]] | None = None) -> None:
-        """Queue the items this client wants (on the event loop).
-
-        ``by_kind`` (the same items split by kind, computed once per batch by the
-        hub) lets a client that filters on nothing but the kind skip the
-        per-record test: hundreds of such clients cost one lookup each.
-        """
+    def offer(self, chunk: Chunk) -> None:
+        """Queue the records of ``chunk`` this client wants (on the event loop)."""
         if self.closed_reason is not None:
             return
-        filters = self.filters
-        if filters.kind_only and by_kind is not None:
-            wanted = items if filters.kind is None else by_kind[filters.kind]
-        else:
-            accepts = filters.accepts
-            wanted = [item for item in items if accepts(item[0], item[1])]
+        kind, records, each = chunk
+        wanted = self.filters.select(kind, records)
         if not wanted:
             return
-        size = sum(item[2] for item in wanted)
-        room = self.max_queue - len(self.queue)
+        room = self.max_queue - self.queued
         room_bytes = self.max_bytes - self.queued_bytes
-        if len(wanted) > room or size > room_bytes:
+        if len(wanted) > room or len(wanted) * each > room_bytes:
             if not self.sample:
                 self.closed_reason = (
                     f"slow consumer: more than {self.max_queue} records or {self.max_bytes} "
@@ -169,21 +176,18 @@ class Client:
                 )
                 self.ready.set()
                 return
-            wanted = self._sample(wanted, max(room, 0), room_bytes)
-            size = sum(item[2] for item in wanted)
-        self.queue.extend(wanted)
-        self.queued_bytes += size
+            wanted = self._sample(wanted, max(0, min(room, room_bytes // each)))
+            if not wanted:
+                return
+        self.queue.append((kind, wanted, each))
+        self.queued += len(wanted)
+        self.queued_bytes += len(wanted) * each
         self.ready.set()
 
-    def _sample(self, wanted: list[Item], room: int, room_bytes: int) -> list[Item]:
-        """An evenly spread sample of ``wanted`` that fits both rooms; counts the rest missed."""
+    def _sample(self, wanted: Sequence[Event | Metric], room: int) -> Sequence[Event | Metric]:
+        """An evenly spread sample of ``wanted`` of at most ``room``; counts the rest missed."""
         step = len(wanted) / room if room else 0
-        spread = [wanted[int(i * step)] for i in range(min(room, len(wanted)))]
-        kept: list[Item] = []
-        for item in spread:
-            if item[2] <= room_bytes:
-                kept.append(item)
-                room_bytes -= item[2]
+        kept = [wanted[int(i * step)] for i in range(min(room, len(wanted)))]
         self.missed += len(wanted) - len(kept)
         return kept
 
@@ -210,10 +214,18 @@ class Client:
         queue = self.queue
         items: list[Item] = []
         size = 0
-        while queue and (not items or size + queue[0][2] <= max_bytes):
-            item = queue.popleft()
-            items.append(item)
-            size += item[2]
+        while queue:
+            kind, records, each = queue[0]
+            take = min(len(records), max(0 if items else 1, (max_bytes - size) // each))
+            if not take:
+                break
+            items += zip(repeat(kind), records[:take], repeat(each))
+            size += take * each
+            if take < len(records):
+                queue[0] = (kind, records[take:], each)
+                break
+            queue.popleft()
+        self.queued -= len(items)
         self.queued_bytes -= size
         self.sent += len(items)
         return items
@@ -224,7 +236,7 @@ class LiveHub:
 
     Args:
         window: most records kept for ``Last-Event-ID`` resumption.
-        window_bytes: most bytes (as :func:`record_size` counts) kept for it.
+        window_bytes: most bytes (as :func:`chunk_of` counts) kept for it.
         max_queue: most records waiting for one client.
         max_queue_bytes: most bytes waiting for one client.
     """
@@ -244,14 +256,14 @@ class LiveHub:
         self.clients: set[Client] = set()
         self.disconnected_slow = 0
         self.stalled = 0  # readers whose connection was closed for not reading
-        # The window, kept batch by batch with each batch's bytes: remembering a batch
-        # and forgetting the oldest cost one step each, not one per record.
-        self._recent: deque[tuple[list[Item], int]] = deque()
+        # The window, kept chunk by chunk: remembering a batch and forgetting the oldest
+        # cost one step each, not one per record.
+        self._recent: deque[Chunk] = deque()
         self._recent_count = 0
         self._recent_bytes = 0
-        # Batches that left the window, freed by the stream's thread at its next publish:
-        # freeing thousands of records is work the event loop should not do.
-        self._forgotten: list[list[Item]] = []
+        # Chunks that left the window, freed at the next publish, on the stream's
+        # thread: freeing thousands of records is work the event loop should not do.
+        self._forgotten: list[Sequence[Event | Metric]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -259,72 +271,54 @@ class LiveHub:
         self._loop = loop
 
     def publish(self, batch: TelemetryData) -> None:
-        """Stream consumer: called on the stream's worker thread for every batch."""
+        """Stream consumer, inline on the dispatch thread: sizes the batch and hands it to
+        the event loop. Never blocks and never touches a client (that is the loop's)."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         self._forgotten.clear()  # one C call under the GIL, here rather than on the loop
-        # Sized here, on the stream's thread, so the event loop only adds numbers.
-        items = _event_items(batch.events)
-        items += [("metric", m, record_size("metric", m)) for m in batch.metrics]
-        if items:
-            size = sum([item[2] for item in items])
+        chunks = []
+        if batch.events:
+            chunks.append(chunk_of("event", batch.events))
+        if batch.metrics:
+            chunks.append(chunk_of("metric", batch.metrics))
+        if chunks:
             try:
-                loop.call_soon_threadsafe(self._fanout, items, size)
+                loop.call_soon_threadsafe(self._fanout, chunks)
             except RuntimeError:  # the loop closed meanwhile (shutdown)
                 return
 
-    def _fanout(self, items: list[Item], size: int | None = None) -> None:
-        """On the event loop: remember the batch, offer it to every client. ``size`` is
-        the items' bytes, when :meth:`publish` summed them already."""
-        self._remember(items, sum(item[2] for item in items) if size is None else size)
-        if not self.clients:
-            return
-        by_kind: dict[str, list[Item]] = {
-            "event": [i for i in items if i[0] == "event"],
-            "metric": [i for i in items if i[0] == "metric"],
-        }
-        for client in list(self.clients):
-            client.offer(items, by_kind)
-            if client.closed_reason is not None and not client.sample:
-                self.clients.discard(client)
-                self.disconnected_slow += 1
+    def _fanout(self, chunks: list[Chunk]) -> None:
+        """On the event loop: remember the chunks, offer them to every client."""
+        for chunk in chunks:
+            self._remember(chunk)
+            for client in list(self.clients):
+                client.offer(chunk)
+                if client.closed_reason is not None and not client.sample:
+                    self.clients.discard(client)
+                    self.disconnected_slow += 1
 
-    def _remember(self, items: list[Item], size: int) -> None:
-        """Keep ``items`` in the window; forget the oldest records past its bounds (whole
-        batches at once, and the oldest remaining batch trimmed at its front)."""
+    def _remember(self, chunk: Chunk) -> None:
+        """Keep ``chunk`` in the window; forget the oldest records past its bounds (whole
+        chunks at once, and the oldest remaining chunk trimmed at its front)."""
         recent = self._recent
-        recent.append((items, size))
-        self._recent_count += len(items)
-        self._recent_bytes += size
+        recent.append(chunk)
+        self._recent_count += len(chunk[1])
+        self._recent_bytes += len(chunk[1]) * chunk[2]
         while recent and (
             self._recent_count > self.window or self._recent_bytes > self.window_bytes
         ):
-            oldest, oldest_bytes = recent[0]
-            if (
-                self._recent_count - len(oldest) > self.window
-                or self._recent_bytes - oldest_bytes > self.window_bytes
-            ):  # still over without any of it: all of it goes
-                self._forgotten.append(recent.popleft()[0])
-                self._recent_count -= len(oldest)
-                self._recent_bytes -= oldest_bytes
-                continue
-            # Part of it: as many from its front as the bounds need, found with running
-            # sums (C loops) rather than record by record.
-            drop = max(0, self._recent_count - self.window)
-            sizes = list(accumulate(item[2] for item in oldest))
-            excess = self._recent_bytes - self.window_bytes
-            if excess > 0:
-                drop = max(drop, bisect_left(sizes, excess) + 1)
-            drop = min(drop, len(oldest))
-            dropped_bytes = sizes[drop - 1] if drop else 0
+            kind, records, each = recent[0]
+            excess_bytes = self._recent_bytes - self.window_bytes
+            drop = max(self._recent_count - self.window, -(-excess_bytes // each), 0)
+            drop = min(drop, len(records))
             self._recent_count -= drop
-            self._recent_bytes -= dropped_bytes
-            self._forgotten.append(oldest)
-            if drop == len(oldest):
+            self._recent_bytes -= drop * each
+            self._forgotten.append(records)
+            if drop == len(records):
                 recent.popleft()
             else:
-                recent[0] = (oldest[drop:], oldest_bytes - dropped_bytes)
+                recent[0] = (kind, records[drop:], each)
 
     def connect(
         self, filters: Filters, *, last_event_id: str | None = None, sample: bool = False
@@ -332,15 +326,22 @@ class LiveHub:
         """Register a client; with ``last_event_id``, queue what it missed if still held."""
         client = Client(filters, self.max_queue, self.max_queue_bytes, sample)
         if last_event_id:
-            client.offer(list(self._since(last_event_id)))
+            for chunk in self._since(last_event_id):
+                client.offer(chunk)
         self.clients.add(client)
         return client
 
-    def _since(self, record_id: str) -> Iterable[Item]:
-        recent = [item for items, _ in self._recent for item in items]
-        for index in range(len(recent) - 1, -1, -1):
-            if recent[index][1].id == record_id:
-                return recent[index + 1 :]
+    def _since(self, record_id: str) -> list[Chunk]:
+        """The chunks of what the window holds after the record ``record_id`` (none when
+        the window does not hold it)."""
+        recent = list(self._recent)
+        for at in range(len(recent) - 1, -1, -1):
+            kind, records, each = recent[at]
+            ids = [r.id for r in records]
+            if record_id in ids:
+                position = len(ids) - 1 - ids[::-1].index(record_id)
+                rest = [(kind, records[position + 1 :], each), *recent[at + 1 :]]
+                return [chunk for chunk in rest if chunk[1]]
         return []
 
     def close_all(self, reason: str) -> None:
@@ -356,7 +357,7 @@ class LiveHub:
         """Live clients, records queued for them, and slow clients cut off so far."""
         return {
             "clients": len(self.clients),
-            "queued": sum(len(c.queue) for c in self.clients),
+            "queued": sum(c.queued for c in self.clients),
             "queued_bytes": sum(c.queued_bytes for c in self.clients),
             "window": self._recent_count,
             "window_bytes": self._recent_bytes,
