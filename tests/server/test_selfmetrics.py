@@ -26,6 +26,18 @@ class TestPrometheus:
         assert after[key_e] - before.get(key_e, 0) == 8
         assert after[key_m] - before.get(key_m, 0) == 2
 
+    def test_storage_writes_count_transactions(self, client: httpx.Client) -> None:
+        """rimp_storage_writes_total rises with each stored request (each waits for its own
+        write here), and never by more than the records stored."""
+        writes = ("rimp_storage_writes_total", NO_LABELS)
+        stored = ("rimp_records_stored_total", NO_LABELS)
+        before = prometheus(client)
+        src = unique("writes")
+        for _ in range(3):
+            post(client, "/api/v1/events", [event(src) for _ in range(5)])
+        after = prometheus(client)
+        assert 3 <= after[writes] - before[writes] <= after[stored] - before[stored]
+
     def test_live_clients_gauge(self, app_server: AppServer, client: httpx.Client) -> None:
         """rimp_live_clients counts connected live clients."""
         key = ("rimp_live_clients", NO_LABELS)

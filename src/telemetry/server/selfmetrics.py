@@ -139,6 +139,10 @@ def exposition(state: ServerState, series: list[SeriesInfo]) -> str:
     )
     family("rimp_records_stored_total", "counter", "Records written to storage.",
            [({}, stats["records_flushed"])])  # fmt: skip
+    family("rimp_storage_writes_total", "counter",
+           "Batches written to storage, one transaction each (records stored / writes: "
+           "the mean batch, larger under load).",
+           [({}, state.stream.stats()["batches"])])  # fmt: skip
     family("rimp_door_requests_total", "counter",
            "Ingest requests answered, by door and HTTP status.",
            [({"door": d, "status": str(c)}, v)
