@@ -14,6 +14,7 @@
 
 Run:  ./dev bench server            (60 s of load)
       ./dev bench server --quick    (10 s)
+      ./dev bench server --cpus 0   (the server on CPU 0, the load and probes on the others)
 """
 
 from __future__ import annotations
@@ -134,6 +135,9 @@ def main() -> None:
     parser.add_argument(
         "--max-queue-delay", type=float, default=None, help="passed to rimp serve (seconds)"
     )
+    parser.add_argument(
+        "--cpus", default=None, help="passed to rimp serve; the load and probes use the other CPUs"
+    )
     args = parser.parse_args()
     duration = args.duration or (10.0 if args.quick else 60.0)
     port = free_port()
@@ -152,8 +156,16 @@ def main() -> None:
                 "--log-level",
                 "warning",
                 *(["--max-queue-delay", str(args.max_queue_delay)] if args.max_queue_delay else []),
+                *(["--cpus", args.cpus] if args.cpus else []),
             ],
         )
+        if args.cpus:
+            from telemetry.cli.serve import cpu_list
+
+            # This process (the probes) and the load it starts keep off the server's CPUs.
+            others = os.sched_getaffinity(0) - cpu_list(args.cpus)
+            if others:
+                os.sched_setaffinity(0, others)
         try:
             for _ in range(200):
                 try:
@@ -221,6 +233,7 @@ def main() -> None:
         f"Python {platform.python_version()}, {os.cpu_count()} cores; server and load on the same "
         f"machine; {args.clients} clients x batches of {args.batch}; {duration:.0f} s"
         + (f"; --max-queue-delay {args.max_queue_delay}" if args.max_queue_delay else "")
+        + (f"; server on CPUs {args.cpus}, load and probes on the others" if args.cpus else "")
         + "\n"
     )
     print("| measure | value |")

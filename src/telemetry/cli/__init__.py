@@ -98,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
         "(off by default): bounds how long a record waits, so live feeds stay fresh under load",
     )
     serve.add_argument(
+        "--cpus",
+        default=None,
+        metavar="LIST",
+        help="run the server on these CPUs only, e.g. 0 or 2,3 or 0-1 (Linux; off by default): "
+        "its threads share one interpreter lock, and on one CPU they hand it over without "
+        "waking another core (docs/server.md has the figures)",
+    )
+    serve.add_argument(
         "--allowed-host",
         action="append",
         default=[],

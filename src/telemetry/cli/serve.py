@@ -3,9 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from pathlib import Path
 
-__all__ = ["run_serve"]
+__all__ = ["cpu_list", "run_serve"]
+
+
+def cpu_list(text: str) -> set[int]:
+    """The CPU numbers of a list such as ``0``, ``2,3`` or ``0-1,4``.
+
+    Raises:
+        ValueError: not such a list (the message names the part at fault).
+    """
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"{part.strip()!r}: give CPU numbers such as 0, 2,3 or 0-1")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise ValueError(f"{part.strip()!r}: a range goes from low to high")
+        cpus.update(range(first, last + 1))
+    return cpus
+
+
+def _pin(text: str) -> str | None:
+    """Keep this process (and the threads it starts) on the CPUs of ``text``; the reason
+    it cannot, or None."""
+    if not hasattr(os, "sched_setaffinity"):
+        return "setting CPU affinity is not supported on this platform"
+    try:
+        cpus = cpu_list(text)
+    except ValueError as exc:
+        return str(exc)
+    allowed = os.sched_getaffinity(0)
+    if not cpus <= allowed:
+        missing = ",".join(map(str, sorted(cpus - allowed)))
+        have = ",".join(map(str, sorted(allowed)))
+        return f"CPU {missing} is not among those this process may use ({have})"
+    # Every thread already running (an import may have started one) and, through
+    # inheritance, every thread started later.
+    tasks = Path("/proc/self/task")
+    for tid in [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(tid, cpus)
+    return None
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -22,6 +66,11 @@ def run_serve(args: argparse.Namespace) -> int:
         print("rimp serve: --max-queue-delay: must be a number of seconds above 0",
               file=sys.stderr)  # fmt: skip
         return 2
+    if args.cpus is not None:
+        problem = _pin(args.cpus)
+        if problem is not None:
+            print(f"rimp serve: --cpus: {problem}", file=sys.stderr)
+            return 2
     for flag, value in (("--header-timeout", args.header_timeout),
                         ("--ack-timeout", args.ack_timeout),
                         ("--statsd-flush-interval", args.statsd_flush_interval)):  # fmt: skip
