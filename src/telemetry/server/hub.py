@@ -42,7 +42,6 @@ __all__ = [
     "LiveHub",
     "chunk_of",
     "encode_item",
-    "record_size",
 ]
 
 Item = tuple[str, Event | Metric, int]
@@ -80,11 +79,6 @@ def chunk_of(kind: str, records: Sequence[Event | Metric]) -> Chunk:
     return kind, records, -(-total // n)
 
 
-def record_size(kind: str, record: Event | Metric) -> int:
-    """An estimate of one record's size as JSON, in characters (see :func:`chunk_of`)."""
-    return chunk_of(kind, [record])[2]
-
-
 class Filters(msgspec.Struct, frozen=True):
     """What a client wants: record kind, event sources and types, metric names."""
 
@@ -92,10 +86,6 @@ class Filters(msgspec.Struct, frozen=True):
     sources: frozenset[str] = frozenset()
     types: frozenset[str] = frozenset()
     names: frozenset[str] = frozenset()
-
-    def accepts(self, kind: str, record: Event | Metric) -> bool:
-        """True when the record passes every filter given."""
-        return bool(self.select(kind, [record]))
 
     def select(self, kind: str, records: Sequence[Event | Metric]) -> Sequence[Event | Metric]:
         """The ``records`` (all of one ``kind``) that pass every filter given, in order:
