@@ -145,9 +145,7 @@ class TestRollups:
             assert sum(b.count for b in aligned) == 1000
 
     @pytest.mark.parametrize("spread", [0, 40 * SECOND], ids=["one-minute", "two-minutes"])
-    def test_mixed_batch_is_counted_and_read_back_whole(
-        self, tmp_path: Path, spread: int
-    ) -> None:
+    def test_mixed_batch_is_counted_and_read_back_whole(self, tmp_path: Path, spread: int) -> None:
         """One batch mixing sources with enough events for a block, sources left in rows,
         types and (with ``spread``) two minutes: every event reads back as stored, and the
         counts by type and by source are the events' own."""
