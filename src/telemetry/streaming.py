@@ -60,6 +60,13 @@ class StreamStats(TypedDict):
     consumers: dict[str, ConsumerStats]
 
 
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """True for a coroutine function, or an object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
 class _ConsumerWorker:
     """One consumer's bounded queue of batches and the thread that feeds it."""
 
@@ -74,9 +81,7 @@ class _ConsumerWorker:
         self.fn = fn
         self.name = name
         self.max_pending = max_pending
-        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
-        )
+        self.is_async = _is_async(fn)
         self._on_error = on_error
         self._on_drop = on_drop
         self.delivered = 0
@@ -285,10 +290,7 @@ class TelemetryStream:
         """
         if not callable(consumer):
             raise StreamError(f"consumer={consumer!r}: must be callable")
-        if inline and (
-            inspect.iscoroutinefunction(consumer)
-            or inspect.iscoroutinefunction(getattr(consumer, "__call__", None))  # noqa: B004
-        ):
+        if inline and _is_async(consumer):
             raise StreamError(f"consumer={consumer!r}: a coroutine function cannot run inline")
         label = name or getattr(consumer, "__name__", None) or type(consumer).__name__
         with self._lock:
