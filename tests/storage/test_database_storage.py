@@ -15,6 +15,7 @@ import pytest
 
 from telemetry import Event, EventType, Metric, StorageError, TelemetryData, ValidationError
 from telemetry.models import new_id
+from telemetry.storage import _eventblocks
 from telemetry.storage.database import MERGE_AT, MINUTE_NS, SCHEMA_VERSION, DatabaseStorage
 from tests.helpers import run_python
 
@@ -459,6 +460,69 @@ class TestEventBlocks:
             counts = storage.count_events(group_by=())
             assert sum(b.count for b in counts) == 419
             assert [b.count for b in counts if b.start_ns == T0 + 60 * SECOND] == [59]
+
+    @staticmethod
+    def log_lines(n: int, start: int, *, rare: dict[int, str] | None = None) -> list[Event]:
+        """``n`` events of one source with log-like messages, some carrying a rare word."""
+        rare = rare or {}
+        return [
+            Event("api", f"request {i} handled in {i * 7 % 900} ms" + rare.get(i, ""),
+                  EventType.INFO, {}, start + i, new_id())
+            for i in range(n)
+        ]  # fmt: skip
+
+    def test_a_search_reads_only_blocks_whose_trigrams_hold_the_word(self, tmp_path: Path) -> None:
+        """40 blocks, the word in two of them (once in another case): the search finds
+        exactly the events a scan of every message finds, and the trigram sets let at
+        most a few blocks without the word through."""
+        rare = {5: {17: " by Kraken"}, 31: {99: " kraken!"}}
+        batches = [self.log_lines(300, T0 + b * SECOND, rare=rare.get(b)) for b in range(40)]
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            for batch in batches:
+                storage.store(TelemetryData(batch, []))
+            found = storage.query_events(search="KRAKEN", limit=None)
+            expected = [e for b in batches for e in b if "kraken" in e.message.casefold()]
+            assert sorted(found, key=lambda e: e.time_ns) == expected
+            assert len(found) == 2
+            sets = [row[0] for row in storage._conn.execute("SELECT grams FROM event_blocks")]
+            assert len(sets) == 40
+            assert all(sets)
+            assert sum(_eventblocks.may_hold(g, b"kraken") for g in sets) <= 4
+
+    def test_blocks_without_a_trigram_set_are_searched_as_before(self, tmp_path: Path) -> None:
+        """Blocks written before the sets existed (grams NULL) and non-ASCII blocks (no
+        set) are read and searched: the same answers."""
+        batch = self.log_lines(300, T0, rare={150: " kraken"})
+        accented = [Event("web", "café kraken ready", EventType.INFO, {}, T0 + 1, new_id())] * 20
+        with DatabaseStorage(tmp_path / "t.db") as storage:
+            storage.store(TelemetryData(batch + accented, []))
+            with_sets = storage.query_events(search="kraken", limit=None)
+            assert len(with_sets) == 21
+            storage._conn.execute("UPDATE event_blocks SET grams = NULL")
+            assert storage.query_events(search="kraken", limit=None) == with_sets
+
+    def test_a_version_3_database_gains_trigram_sets(self, tmp_path: Path) -> None:
+        """A database from before the sets: its blocks stay readable and searchable
+        without one, and blocks written after the upgrade get one."""
+        path = tmp_path / "t.db"
+        old = self.log_lines(300, T0, rare={10: " kraken"})
+        with DatabaseStorage(path) as storage:
+            storage.store(TelemetryData(old, []))
+            storage._conn.executescript(
+                """
+                ALTER TABLE event_blocks DROP COLUMN grams;
+                UPDATE rimp_meta SET value = '3' WHERE key = 'schema_version';
+                """
+            )
+        with DatabaseStorage(path) as storage:
+            new = self.log_lines(300, T0 + 10 * SECOND, rare={20: " kraken"})
+            storage.store(TelemetryData(new, []))
+            sets = [row[0] for row in storage._conn.execute(
+                "SELECT grams FROM event_blocks ORDER BY id")]  # fmt: skip
+            assert sets[0] is None
+            assert sets[1] is not None
+            found = storage.query_events(search="kraken", limit=None)
+            assert [e.message for e in found] == [new[20].message, old[10].message]
 
     def test_a_version_2_database_is_migrated_with_its_events(self, tmp_path: Path) -> None:
         """A database written before event blocks keeps its event rows, gains the new

@@ -68,7 +68,7 @@ __all__ = ["SCHEMA_VERSION", "DatabaseStorage"]
 _log = logging.getLogger("telemetry.storage.database")
 
 MINUTE_NS = 60_000_000_000
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SMALL_CHUNK = 1024  # chunks under this many points are merged once enough accumulate
 MERGE_AT = 2048  # points in a series' small chunks that trigger a merge
 MAX_CHUNK = 16_384  # points in one merged chunk
@@ -176,6 +176,11 @@ _MIGRATIONS: dict[int, str] = {
         SELECT bucket_ns, source, sum(count) FROM event_counts GROUP BY bucket_ns, source;
     DROP TABLE event_counts;
     """,
+    # A bit set of each ASCII block's message trigrams: a search skips blocks without
+    # the word's trigrams (storage/_eventblocks.py). Older blocks keep NULL: read, as before.
+    4: """
+    ALTER TABLE event_blocks ADD COLUMN grams BLOB;
+    """,
 }
 RECEIPT_TTL_NS = 24 * 3600 * 1_000_000_000  # how long an idempotency answer is kept
 _PRUNE_EVERY = 256  # stores between two deletions of expired receipts
@@ -202,9 +207,9 @@ ON CONFLICT (bucket_ns, event_type) DO UPDATE SET count = count + excluded.count
 """
 _BLOCK_INSERT = (
     "INSERT INTO event_blocks (source, start_ns, end_ns, last_seq, n, types, times, seqs, "
-    "kinds, ids, messages, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "kinds, ids, messages, metadata, grams) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_BLOCK_COLUMNS = "types, source, times, seqs, kinds, ids, messages, metadata"
+_BLOCK_COLUMNS = "types, source, times, seqs, kinds, ids, messages, metadata, grams"
 # How each aggregate reads the minute rollups (``last``: SQLite takes the bare
 # column from the row holding the max(); ``rate`` divides by the bucket seconds).
 _ROLLUP_VALUE = {
@@ -659,7 +664,7 @@ class DatabaseStorage(Storage):
             Counter() if one_minute else _event_counts(times, sources, values)
         )
         rows: list[tuple[Any, ...]] = []
-        blocks = []
+        blocks: list[_eventblocks.BlockParts] = []
         for source, positions in _positions_by_source(sources).items():
             if len(positions) == len(events):  # one source: the columns are its part
                 pick: Callable[[Sequence[Any]], Sequence[Any]] = _whole
@@ -673,16 +678,14 @@ class DatabaseStorage(Storage):
                     counts[minute, source, kind] = n
             seqs = [first + i for i in positions]
             if len(positions) >= self.event_block_min:
-                blocks.extend(
-                    _blocks_of(
-                        source,
-                        times=pick(times),
-                        seqs=seqs,
-                        kinds=bytes(map(_eventblocks.KIND_CODES.__getitem__, part_values)),
-                        ids=pick(ids),
-                        messages=pick(messages),
-                        metadata=pick(metadata),
-                    )
+                blocks += _block_parts(
+                    source,
+                    times=pick(times),
+                    seqs=seqs,
+                    kinds=bytes(map(_eventblocks.KIND_CODES.__getitem__, part_values)),
+                    ids=pick(ids),
+                    messages=pick(messages),
+                    metadata=pick(metadata),
                 )
                 continue
             part_messages = pick(messages)
@@ -704,7 +707,7 @@ class DatabaseStorage(Storage):
                 rows,
             )
         if blocks:
-            conn.executemany(_BLOCK_INSERT, blocks)
+            conn.executemany(_BLOCK_INSERT, _eventblocks.encode_blocks(blocks))
         self._next_event_seq = first + len(events) - 1
         _upsert_counts(conn, counts)
 
@@ -1073,6 +1076,33 @@ class DatabaseStorage(Storage):
                 if row is not None:
                     yield _eventblocks.decode_block(row, end_ns)
 
+    def _may_hold(self, candidates: list[tuple[int, int]], word: bytes) -> list[tuple[int, int]]:
+        """The candidate blocks a search for ``word`` (ASCII, lower-case) has to read: an
+        all-ASCII block whose trigram set lacks one of the word's trigrams cannot hold it.
+        Only the small ``types`` and ``grams`` columns are read here, so a block skipped
+        costs no read of its column blobs."""
+        kept = []
+        for first in range(0, len(candidates), 256):
+            page = candidates[first : first + 256]
+            marks = ",".join("?" * len(page))
+            with self._lock:
+                sets = {
+                    bid: (types, grams)
+                    for bid, types, grams in self._conn.execute(
+                        f"SELECT id, types, grams FROM event_blocks WHERE id IN ({marks})",
+                        [bid for bid, _ in page],
+                    )
+                }
+            for bid, end_ns in page:
+                found = sets.get(bid)
+                if found is None:  # deleted meanwhile (retention)
+                    continue
+                types, grams = found
+                if types & _eventblocks.ASCII_BIT and not _eventblocks.may_hold(grams, word):
+                    continue
+                kept.append((bid, end_ns))
+        return kept
+
     def _block_events(
         self,
         candidates: list[tuple[int, int]],
@@ -1087,6 +1117,8 @@ class DatabaseStorage(Storage):
         blocks. Blocks come newest end first, so once ``limit`` events are found, a block
         ending before the oldest of them cannot hold a better one: the scan stops."""
         codes = None if kind is None else frozenset({_eventblocks.KIND_CODES[kind]})
+        if needle and needle.isascii() and len(needle) >= 3:
+            candidates = self._may_hold(candidates, needle.encode())
         best: list[tuple[int, int, Any]] = []  # a min-heap of the newest found so far
         for block in self._blocks(candidates):
             if limit is not None and len(best) >= limit and block.end_ns < best[0][0]:
@@ -1526,7 +1558,7 @@ def _event_counts(
     return Counter(zip(minutes, sources, kinds, strict=True))
 
 
-def _blocks_of(
+def _block_parts(
     source: str,
     *,
     times: Sequence[int],
@@ -1535,10 +1567,10 @@ def _blocks_of(
     ids: Sequence[str],
     messages: Sequence[str],
     metadata: Sequence[dict[str, Any]],
-) -> list[_eventblocks.BlockRow]:
-    """Blocks of one source's events, given as columns in stored order."""
+) -> list[_eventblocks.BlockParts]:
+    """The blocks of one source's events, given as columns in stored order."""
     return [
-        _eventblocks.encode_block(
+        _eventblocks.BlockParts(
             source,
             times=times[i : i + MAX_BLOCK],
             seqs=seqs[i : i + MAX_BLOCK],
@@ -1554,11 +1586,9 @@ def _blocks_of(
 def _blocks_of_rows(source: str, rows: list[Any]) -> list[_eventblocks.BlockRow]:
     """Blocks of one source's event rows (time_ns, seq, id, type, message, metadata)."""
     codes = _eventblocks.KIND_CODES
-    out = []
-    for i in range(0, len(rows), MAX_BLOCK):
-        part = rows[i : i + MAX_BLOCK]
-        out.append(
-            _eventblocks.encode_block(
+    return _eventblocks.encode_blocks(
+        [
+            _eventblocks.BlockParts(
                 source,
                 times=[r[0] for r in part],
                 seqs=[r[1] for r in part],
@@ -1567,8 +1597,9 @@ def _blocks_of_rows(source: str, rows: list[Any]) -> list[_eventblocks.BlockRow]
                 messages=[r[4] for r in part],
                 metadata=b"[" + b",".join(bytes(r[5]) for r in part) + b"]",
             )
-        )
-    return out
+            for part in (rows[i : i + MAX_BLOCK] for i in range(0, len(rows), MAX_BLOCK))
+        ]
+    )
 
 
 def _minute_rollups(
