@@ -67,6 +67,14 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     )
 
 
+def _failed(consumer: _ConsumerWorker | _InlineConsumer) -> None:
+    """Count a consumer's failure (called in its ``except``); log the first and every 100th."""
+    consumer.errors += 1
+    consumer._on_error()
+    if consumer.errors == 1 or consumer.errors % 100 == 0:
+        _log.exception("telemetry: consumer %s failed (%d errors)", consumer.name, consumer.errors)
+
+
 class _ConsumerWorker:
     """One consumer's bounded queue of batches and the thread that feeds it."""
 
@@ -131,12 +139,7 @@ class _ConsumerWorker:
                         loop.run_until_complete(result)
                     self.delivered += 1
                 except Exception:
-                    self.errors += 1
-                    self._on_error()
-                    if self.errors == 1 or self.errors % 100 == 0:
-                        _log.exception(
-                            "telemetry: consumer %s failed (%d errors)", self.name, self.errors
-                        )
+                    _failed(self)
                 finally:
                     with self._cond:
                         self._busy = False
@@ -200,10 +203,7 @@ class _InlineConsumer:
             self.fn(batch)
             self.delivered += 1
         except Exception:
-            self.errors += 1
-            self._on_error()
-            if self.errors == 1 or self.errors % 100 == 0:
-                _log.exception("telemetry: consumer %s failed (%d errors)", self.name, self.errors)
+            _failed(self)
 
     def stop(self, deadline: float) -> bool:
         """Nothing queued: always done."""
