@@ -139,7 +139,7 @@ class BlockParts(NamedTuple):
 
 
 def encode_blocks(blocks: Sequence[BlockParts]) -> list[BlockRow]:
-    """The rows of ``blocks`` (a batch's, so their trigram sets are built together)."""
+    """The rows of ``blocks``."""
     texts = ["".join(block.messages) for block in blocks]
     all_ascii = [text.isascii() for text in texts]
     sets = iter(grams_of([text for text, yes in zip(texts, all_ascii, strict=True) if yes]))
